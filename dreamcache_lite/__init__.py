@@ -1,0 +1,1 @@
+"""dreamcache-lite: DreamCache (CVPR 2025) feature caching and conditioning adapters on diffusers."""

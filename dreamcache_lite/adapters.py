@@ -1,0 +1,326 @@
+"""DreamCache conditioning adapters, installed as diffusers attention processors.
+
+Inside each selected transformer block the frozen update `x = x + attn1(norm1(x))` becomes
+
+    s = attn1(norm1(x))                          # the frozen self-attention, untouched
+    m = RefAttn(norm_mem(x), keys/values = cache)  # small trained attention to the cached tokens
+    x = x + linear_cat([s ; m])                  # 2d -> d
+
+The adapter replaces `attn1`'s processor (keeping the original one to compute `s`) and a
+forward pre-hook on the block hands it the raw block input `x`. All adapters read the active
+cache from one shared `ReferenceContext`, which also says which batch rows use which reference,
+so one batched UNet call can serve rows with and rows without the reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import backbone_fingerprint
+from .files import load_tensors, save_tensors
+from .layers import select_layers
+
+ADAPTER_KIND = "dreamcache-lite/adapters"
+INITS = ("identity", "paper")
+
+
+class ReferenceAttention(nn.Module):
+    """Multi-head attention: queries from the block, keys/values from the cached tokens.
+
+    Parameter names follow diffusers' `Attention` (to_q/to_k/to_v without bias, to_out.0 with bias).
+    """
+
+    def __init__(self, dim: int, cache_dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(cache_dim, dim, bias=False)
+        self.to_v = nn.Linear(cache_dim, dim, bias=False)
+        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
+
+    def keys_values(self, cache_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Project the cache once; the result can be reused for every denoising step."""
+        return self._split(self.to_k(cache_tokens)), self._split(self.to_v(cache_tokens))
+
+    def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        out = F.scaled_dot_product_attention(self._split(self.to_q(x)), keys, values)
+        return self.to_out[0](out.transpose(1, 2).flatten(2))
+
+    def _split(self, t: torch.Tensor) -> torch.Tensor:
+        return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, N, d) -> (B, heads, N, d/heads)
+
+
+class ReferenceContext:
+    """The state every adapter reads at call time.
+
+    cache: the active `FeatureCache` (or None: every adapter is an exact no-op).
+    rows:  for each row of the UNet batch, which reference row of the cache it uses (-1: none).
+           None means "all rows use reference 0" (or row i uses reference i when the sizes match).
+    keys_values: optional per-adapter projections of the cache, computed once per reference.
+    """
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        self.cache = None
+        self.rows = None
+        self.keys_values = {}
+        self.check_grid = True
+
+    def rows_for(self, batch: int, device) -> torch.Tensor:
+        if self.rows is not None:
+            if len(self.rows) != batch:
+                raise ValueError(f"reference rows has {len(self.rows)} entries but the UNet batch has {batch} rows")
+            return self.rows.to(device)
+        refs = self.cache.batch_size
+        if refs not in (1, batch):
+            raise ValueError(f"cache holds {refs} references for a UNet batch of {batch}: pass rows=")
+        return torch.arange(batch, device=device) if refs == batch else torch.zeros(batch, dtype=torch.long, device=device)
+
+
+class DreamCacheProcessor(nn.Module):
+    """The adapter of one transformer block, acting as its `attn1` processor."""
+
+    def __init__(self, layer: str, dim: int, cache_dim: int, heads: int, context: ReferenceContext):
+        super().__init__()
+        self.norm_mem = nn.LayerNorm(dim)
+        self.attn_mem = ReferenceAttention(dim, cache_dim, heads)
+        self.linear_cat = nn.Linear(2 * dim, dim)
+        # Plain attributes, never submodules: they must not land in the adapter's state dict.
+        self.__dict__.update(base_processor=None, layer=layer, context=context, block_input=None)
+
+    def wrap(self, base_processor) -> None:
+        """Remember the processor this adapter replaces; it still computes the frozen `s`."""
+        self.__dict__["base_processor"] = base_processor
+
+    def reset_parameters(self, init: str) -> None:
+        """`identity`: linear_cat = [I | 0], an exact no-op at step 0; `paper`: PyTorch's default init."""
+        if init not in INITS:
+            raise ValueError(f"unknown adapter init {init!r}; valid: {', '.join(INITS)}")
+        for module in (self.norm_mem, self.attn_mem.to_q, self.attn_mem.to_k, self.attn_mem.to_v,
+                       self.attn_mem.to_out[0], self.linear_cat):
+            module.reset_parameters()
+        if init == "identity":
+            with torch.no_grad():
+                dim = self.linear_cat.out_features
+                self.linear_cat.weight.zero_()
+                self.linear_cat.weight[:, :dim].copy_(torch.eye(dim))
+                self.linear_cat.bias.zero_()
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 *args, **kwargs):
+        s = self.base_processor(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        ctx = self.context
+        if ctx.cache is None:
+            return s
+        rows = ctx.rows_for(s.shape[0], s.device)
+        on = rows >= 0
+        if not on.any():
+            return s
+        x = self.block_input[on]
+        self._check_grid(x.shape[1])
+        keys, values = self._keys_values(rows[on], x.dtype)
+        m = self.attn_mem(self.norm_mem(x), keys, values)
+        mixed = self.linear_cat(torch.cat([s[on], m], dim=-1))
+        if on.all():
+            return mixed
+        out = s.clone()
+        out[on] = mixed
+        return out
+
+    def _check_grid(self, num_tokens: int) -> None:
+        h, w = self.context.cache.grids[self.layer]
+        if self.context.check_grid and num_tokens != h * w:
+            raise ValueError(f"{self.layer}: the cache holds a {h}x{w} grid per reference, but the UNet runs "
+                             f"{num_tokens} tokens here: the cache was made at another resolution; recompute it")
+
+    def _keys_values(self, rows: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx = self.context
+        precomputed = ctx.keys_values.get(id(self))
+        if precomputed is not None:
+            return precomputed[0][rows], precomputed[1][rows]
+        tokens = ctx.cache.tokens[self.layer]
+        tokens = tokens.to(device=self.linear_cat.weight.device, dtype=dtype)[rows]
+        return self.attn_mem.keys_values(tokens)
+
+
+class DreamCacheAdapters:
+    """The set of adapters of one UNet: install/uninstall, activate a cache, save/load.
+
+    >>> adapters = DreamCacheAdapters(unet, layers="paper")     # installed, inactive
+    >>> with adapters.reference(cache):                          # rows use the cache
+    ...     eps = unet(latents, t, encoder_hidden_states=text).sample
+    >>> adapters.uninstall()                                      # the very same processors are back
+    """
+
+    def __init__(self, unet, layers="paper", init: str = "identity"):
+        self.unet = unet
+        self.layers = select_layers(unet, layers)
+        self.fingerprint = backbone_fingerprint(unet)
+        self.context = ReferenceContext()
+        self.init = init
+        modules = dict(unet.named_modules())
+        self.blocks: dict[str, nn.Module] = {}
+        self.processors: dict[str, DreamCacheProcessor] = {}
+        for info in self.layers:
+            for i, block in enumerate(modules[info.name].transformer_blocks):
+                name = f"{info.name}.transformer_blocks.{i}"
+                attn1 = block.attn1
+                param = next(attn1.parameters())
+                with torch.device(param.device):
+                    proc = DreamCacheProcessor(info.name, attn1.inner_dim, info.channels, attn1.heads, self.context)
+                proc.to(param.dtype)
+                if param.device.type != "meta":
+                    proc.reset_parameters(init)
+                self.blocks[name] = block
+                self.processors[name] = proc
+        self._hooks = []
+        self.install()
+
+    # -- installing ---------------------------------------------------------------------------
+    @property
+    def installed(self) -> bool:
+        return bool(self._hooks)
+
+    def install(self) -> None:
+        """Swap each block's `attn1` processor for its adapter; hook the block to see its raw input."""
+        if self.installed:
+            return
+        for name, block in self.blocks.items():
+            proc = self.processors[name]
+            proc.wrap(block.attn1.processor)
+            block.attn1.set_processor(proc)
+            self._hooks.append(block.register_forward_pre_hook(_remember_input(proc), with_kwargs=True))
+            self._hooks.append(block.register_forward_hook(_forget_input(proc)))
+
+    def uninstall(self) -> None:
+        """Put the original processor objects back and remove the hooks."""
+        for name, block in self.blocks.items():
+            block.attn1.set_processor(self.processors[name].base_processor)
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        self.context.clear()
+
+    # -- parameters -----------------------------------------------------------------------------
+    def parameters(self):
+        for proc in self.processors.values():
+            yield from proc.parameters()
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"{name}.{key}": t for name, proc in self.processors.items() for key, t in proc.state_dict().items()}
+
+    def to(self, *args, **kwargs) -> "DreamCacheAdapters":
+        for proc in self.processors.values():
+            proc.to(*args, **kwargs)
+        return self
+
+    # -- the active reference -----------------------------------------------------------------
+    def activate(self, cache, rows=None, precompute: bool = False) -> None:
+        """Make every adapter attend to `cache`; `rows` maps UNet batch rows to cache rows (-1: off)."""
+        cache.check(fingerprint=self.fingerprint, layers=[i.name for i in self.layers],
+                    channels={i.name: i.channels for i in self.layers})
+        self.context.clear()
+        self.context.cache = cache
+        self.context.rows = None if rows is None else torch.as_tensor(rows, dtype=torch.long)
+        if precompute:
+            self.precompute()
+
+    def deactivate(self) -> None:
+        self.context.clear()
+
+    @torch.no_grad()
+    def precompute(self) -> None:
+        """Project the active cache to keys/values once (valid until the weights or the cache change)."""
+        ctx = self.context
+        ctx.keys_values = {}
+        for proc in self.processors.values():
+            weight = proc.linear_cat.weight
+            tokens = ctx.cache.tokens[proc.layer].to(device=weight.device, dtype=weight.dtype)
+            ctx.keys_values[id(proc)] = proc.attn_mem.keys_values(tokens)
+
+    @contextlib.contextmanager
+    def reference(self, cache, rows=None, precompute: bool = False):
+        """`with adapters.reference(cache): ...` — active inside, cleared afterwards."""
+        self.activate(cache, rows=rows, precompute=precompute)
+        try:
+            yield self
+        finally:
+            self.deactivate()
+
+    # -- files ----------------------------------------------------------------------------------
+    def metadata(self) -> dict:
+        return {"fingerprint": self.fingerprint, "layers": [i.name for i in self.layers],
+                "channels": {i.name: i.channels for i in self.layers}, "blocks": list(self.processors),
+                "init": self.init}
+
+    def save(self, path, extra: dict | None = None) -> None:
+        save_tensors(path, self.state_dict(), ADAPTER_KIND, {**self.metadata(), "extra": extra or {}})
+
+    def load_weights(self, path, check_backbone: bool = True) -> dict:
+        """Load adapter weights saved by `save`; refuse files for other layers, channels or backbones."""
+        tensors, meta = load_tensors(path, ADAPTER_KIND)
+        mine = self.metadata()
+        if meta["layers"] != mine["layers"]:
+            raise ValueError(f"{path}: adapters were trained for layers {meta['layers']}, "
+                             f"but these adapters are on {mine['layers']}")
+        wrong = {n: (meta["channels"][n], c) for n, c in mine["channels"].items() if meta["channels"][n] != c}
+        if wrong:
+            raise ValueError(f"{path}: channel mismatch (file, this UNet): {wrong}")
+        if check_backbone and meta["fingerprint"] != self.fingerprint:
+            raise ValueError(f"{path}: adapters belong to backbone {meta['fingerprint']}, this UNet is "
+                             f"{self.fingerprint} (pass check_backbone=False to load anyway)")
+        mine_keys = set(self.state_dict())
+        if set(tensors) != mine_keys:
+            raise ValueError(f"{path}: missing tensors {sorted(mine_keys - set(tensors))}, "
+                             f"unexpected {sorted(set(tensors) - mine_keys)}")
+        for name, proc in self.processors.items():
+            prefix = f"{name}."
+            proc.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        return meta
+
+    @classmethod
+    def from_file(cls, unet, path, check_backbone: bool = True) -> "DreamCacheAdapters":
+        """Install adapters on the layers named in the file and load its weights."""
+        _, meta = load_tensors(path, ADAPTER_KIND)
+        adapters = cls(unet, layers=meta["layers"], init=meta.get("init", "identity"))
+        try:
+            adapters.load_weights(path, check_backbone=check_backbone)
+        except Exception:
+            adapters.uninstall()
+            raise
+        return adapters
+
+
+def _remember_input(proc: DreamCacheProcessor):
+    def hook(block, args, kwargs):
+        proc.block_input = args[0] if args else kwargs["hidden_states"]
+    return hook
+
+
+def _forget_input(proc: DreamCacheProcessor):
+    def hook(block, args, output):
+        proc.block_input = None  # do not keep activations alive after the block has run
+    return hook
+
+
+@contextlib.contextmanager
+def references_suspended(unet):
+    """Run `unet` as the plain backbone for a while (caching must not see any active reference)."""
+    contexts = {id(p.context): p.context for p in unet.attn_processors.values() if isinstance(p, DreamCacheProcessor)}
+    saved = [(ctx, dict(ctx.__dict__)) for ctx in contexts.values()]
+    for ctx, _ in saved:
+        ctx.clear()
+    try:
+        yield
+    finally:
+        for ctx, state in saved:
+            ctx.__dict__.update(state)
