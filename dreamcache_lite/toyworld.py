@@ -31,7 +31,7 @@ from PIL import Image
 SIZE = 64
 R_BASE = 17.0          # subject "radius" in pixels at scale 1
 GLYPH_CELL = 0.2       # glyph cell side in subject units (3.4 px at scale 1)
-GLYPH_FRAME = 0.06     # dark frame around the glyph grid, subject units
+GLYPH_FRAME = 0.06     # mid-gray frame around the glyph grid, subject units
 
 CLASSES = ("ball", "box", "star", "heart", "house", "mug")
 PATTERNS = ("plain", "stripes", "dots", "checks")
@@ -70,7 +70,9 @@ ANCHORS = {  # glyph centre v, head top, eye line, eye spread, neck v, neck half
 
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
 _YN = _YY / (SIZE - 1)
-_DARK, _LIGHT = np.float32(0.07), np.float32(0.97)
+_DARK, _LIGHT, _FRAME = np.float32(0.07), np.float32(0.97), np.float32(0.55)
+# hue ranges (degrees) of the chromatic colour words; identities pick a band, then a hue in it
+_HUE_BANDS = ((-20, 15), (15, 45), (45, 70), (70, 165), (165, 260), (260, 290), (290, 340))
 
 
 def colour_name(rgb) -> str:
@@ -114,10 +116,10 @@ class Identity:
     def from_seed(cls, seed: int) -> "Identity":
         """Class cycles with the seed (so consecutive seeds are class-balanced); rest random."""
         rng = np.random.default_rng(seed)
-        neutral = rng.random() < 0.15
-        hsv = (rng.random(), rng.uniform(0, 0.12), rng.uniform(0.2, 0.85)) if neutral else \
-            (rng.random(), rng.uniform(0.4, 1.0), rng.uniform(0.4, 1.0))
-        body = colorsys.hsv_to_rgb(*hsv)
+        lo, hi = _HUE_BANDS[rng.integers(len(_HUE_BANDS))]  # balances the colour words
+        hue, neutral = (rng.uniform(lo, hi) / 360) % 1, rng.random() < 0.12
+        body = colorsys.hsv_to_rgb(hue, *((rng.uniform(0, 0.12), rng.uniform(0.2, 0.85)) if neutral
+                                          else (rng.uniform(0.4, 1.0), rng.uniform(0.4, 1.0))))
         for _ in range(100):  # pattern colour must contrast with the body to be visible
             pcol = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.1, 1.0), rng.uniform(0.1, 1.0))
             if np.linalg.norm(np.subtract(pcol, body)) > 0.45:
@@ -446,14 +448,18 @@ def render(identity: Identity, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     a = ANCHORS[identity.class_name]
     du, dv = u / GLYPH_CELL + 1.5, (v - a["glyph"]) / GLYPH_CELL + 1.5
     fr = GLYPH_FRAME / GLYPH_CELL
-    img[(du > -fr) & (du < 3 + fr) & (dv > -fr) & (dv < 3 + fr) & mask] = _DARK
+    img[(du > -fr) & (du < 3 + fr) & (dv > -fr) & (dv < 3 + fr) & mask] = _FRAME
     cells = (du >= 0) & (du < 3) & (dv >= 0) & (dv < 3) & mask
     bits = np.asarray(identity.glyph, bool)[(dv[cells].astype(int) * 3 + du[cells].astype(int))]
     img[cells] = np.where(bits[:, None], _DARK, _LIGHT)
     img[mask & ~_erode(mask)] = np.asarray(body, np.float32) * 0.45  # outline keeps shapes crisp
-    for layer, colour in _accessory(scene.accessory, us, v, a):
+    layers = _accessory(scene.accessory, us, v, a)
+    for layer, colour in layers:
         img[layer] = colour
         mask &= ~layer
+    if layers:
+        acc = np.logical_or.reduce([layer for layer, _ in layers])
+        img[acc & ~_erode(acc)] = _DARK
     return (img * 255 + 0.5).astype(np.uint8), mask
 
 
@@ -523,16 +529,18 @@ def reference_from_target(image, mask, rng, flip_p=0.5, erase_p=0.4) -> np.ndarr
 
 def sample_training_pair(seed, n_identities: int | None = None, describe: bool | None = None) -> dict:
     """One training example: a training identity in a random scene, its caption and a reference
-    cut from the target. For recoloured or tiny/giant targets the reference is cut from the same
-    scene without the property change, so it always shows the true identity at normal size.
-    `describe=None` uses the describing caption half of the time."""
+    cut from the target. If the target has an accessory or property change, the reference is cut
+    from the same scene without them, so it shows the true identity at normal size and never
+    leaks the accessory's outline. `describe=None` uses the describing caption half the time."""
     rng = np.random.default_rng(seed)
     idn = training_identity(int(rng.integers(n_identities or N_TRAIN_SEEDS)))
     scene = random_scene(rng)
     target, mask = render(idn, scene)
     src, src_mask = target, mask
-    if scene.recolour or scene.size != "normal":
-        src, src_mask = render(idn, replace(scene, recolour=None, size="normal", scale=1.0))
+    if scene.recolour or scene.size != "normal" or scene.accessory != "none":
+        plain = replace(scene, accessory="none", recolour=None, size="normal",
+                        scale=scene.scale if scene.size == "normal" else 1.0)
+        src, src_mask = render(idn, plain)
     describe = bool(rng.random() < 0.5) if describe is None else describe
     return dict(target=target, mask=mask, caption=caption(idn, scene, describe),
                 reference=reference_from_target(src, src_mask, rng), identity=idn, scene=scene)

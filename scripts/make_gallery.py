@@ -12,9 +12,11 @@ import matplotlib.pyplot as plt
 from dreamcache_lite import toyworld as tw
 
 # one column per context kind, so a row shows the identity surviving every kind of change
-COLUMNS = ["a {} on the beach", "a {} in the snow", "a {} at night", "a {} in the city",
-           "a {} wearing a hat in the forest", "a {} wearing a crown on the beach",
-           "a {} wearing glasses", "a {} wearing a scarf in the snow", "a {} wearing a bowtie on the grass",
+# (together they show all 10 backgrounds, all 5 accessories and the property changes)
+COLUMNS = ["a {} at night", "a {} on the water", "a {} in the desert", "a {} on a wooden floor",
+           "a {} in front of a brick wall", "a {} wearing a hat in the forest",
+           "a {} wearing a crown on the beach", "a {} wearing a scarf in the snow",
+           "a {} wearing glasses in the city", "a {} wearing a bowtie on the grass",
            "a red {}", "a tiny {}", "a giant {}"]
 
 
@@ -30,7 +32,8 @@ def main(out="figures/toyworld_gallery.png", n_rows=6):
         for ax, (img, title) in zip(axes[r], panels):
             ax.imshow(img, interpolation="nearest")
             ax.set_title(title.replace(" wearing", "\nwearing").replace(" on the", "\non the")
-                         .replace(" in the", "\nin the"), fontsize=6.5)
+                         .replace(" in the", "\nin the").replace(" in front", "\nin front")
+                         .replace(" on a", "\non a"), fontsize=6.5)
             ax.axis("off")
     fig.suptitle("Toy world: held-out benchmark identities (rows) — reference on white, then contexts",
                  fontsize=10)
