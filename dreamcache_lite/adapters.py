@@ -46,9 +46,15 @@ class ReferenceAttention(nn.Module):
         """Project the cache once; the result can be reused for every denoising step."""
         return self._split(self.to_k(cache_tokens)), self._split(self.to_v(cache_tokens))
 
-    def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        out = F.scaled_dot_product_attention(self._split(self.to_q(x)), keys, values)
-        return self.to_out[0](out.transpose(1, 2).flatten(2))
+    def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, return_weights: bool = False):
+        query = self._split(self.to_q(x))
+        if return_weights:  # the explicit softmax, only when someone wants to look at it
+            weights = (query @ keys.transpose(-1, -2) * query.shape[-1] ** -0.5).softmax(-1)
+            out = weights @ values
+        else:
+            out = F.scaled_dot_product_attention(query, keys, values)
+        out = self.to_out[0](out.transpose(1, 2).flatten(2))
+        return (out, weights.mean(1)) if return_weights else out
 
     def _split(self, t: torch.Tensor) -> torch.Tensor:
         return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, N, d) -> (B, heads, N, d/heads)
@@ -61,6 +67,8 @@ class ReferenceContext:
     rows:  for each row of the UNet batch, which reference row of the cache it uses (-1: none).
            None means "all rows use reference 0" (or row i uses reference i when the sizes match).
     keys_values: optional per-adapter projections of the cache, computed once per reference.
+    record_attention: when True, each adapter keeps its last head-averaged attention map
+        (rows with a reference, queries, cache tokens) in `attention[block name]`.
     """
 
     def __init__(self):
@@ -71,6 +79,8 @@ class ReferenceContext:
         self.rows = None
         self.keys_values = {}
         self.check_grid = True
+        self.record_attention = False
+        self.attention = {}
 
     def rows_for(self, batch: int, device) -> torch.Tensor:
         if self.rows is not None:
@@ -86,13 +96,13 @@ class ReferenceContext:
 class DreamCacheProcessor(nn.Module):
     """The adapter of one transformer block, acting as its `attn1` processor."""
 
-    def __init__(self, layer: str, dim: int, cache_dim: int, heads: int, context: ReferenceContext):
+    def __init__(self, name: str, layer: str, dim: int, cache_dim: int, heads: int, context: ReferenceContext):
         super().__init__()
         self.norm_mem = nn.LayerNorm(dim)
         self.attn_mem = ReferenceAttention(dim, cache_dim, heads)
         self.linear_cat = nn.Linear(2 * dim, dim)
         # Plain attributes, never submodules: they must not land in the adapter's state dict.
-        self.__dict__.update(base_processor=None, layer=layer, context=context, block_input=None)
+        self.__dict__.update(base_processor=None, name=name, layer=layer, context=context, block_input=None)
 
     def wrap(self, base_processor) -> None:
         """Remember the processor this adapter replaces; it still computes the frozen `s`."""
@@ -125,7 +135,10 @@ class DreamCacheProcessor(nn.Module):
         x = self.block_input[on]
         self._check_grid(x.shape[1])
         keys, values = self._keys_values(rows[on], x.dtype)
-        m = self.attn_mem(self.norm_mem(x), keys, values)
+        if ctx.record_attention:
+            m, ctx.attention[self.name] = self.attn_mem(self.norm_mem(x), keys, values, return_weights=True)
+        else:
+            m = self.attn_mem(self.norm_mem(x), keys, values)
         mixed = self.linear_cat(torch.cat([s[on], m], dim=-1))
         if on.all():
             return mixed
@@ -173,7 +186,7 @@ class DreamCacheAdapters:
                 attn1 = block.attn1
                 param = next(attn1.parameters())
                 with torch.device(param.device):
-                    proc = DreamCacheProcessor(info.name, attn1.inner_dim, info.channels, attn1.heads, self.context)
+                    proc = DreamCacheProcessor(name, info.name, attn1.inner_dim, info.channels, attn1.heads, self.context)
                 proc.to(param.dtype)
                 if param.device.type != "meta":
                     proc.reset_parameters(init)
@@ -217,6 +230,15 @@ class DreamCacheAdapters:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {f"{name}.{key}": t for name, proc in self.processors.items() for key, t in proc.state_dict().items()}
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        mine = set(self.state_dict())
+        if set(tensors) != mine:
+            raise ValueError(f"adapter tensors do not match: missing {sorted(mine - set(tensors))}, "
+                             f"unexpected {sorted(set(tensors) - mine)}")
+        for name, proc in self.processors.items():
+            prefix = f"{name}."
+            proc.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
 
     def to(self, *args, **kwargs) -> "DreamCacheAdapters":
         for proc in self.processors.values():
@@ -278,13 +300,10 @@ class DreamCacheAdapters:
         if check_backbone and meta["fingerprint"] != self.fingerprint:
             raise ValueError(f"{path}: adapters belong to backbone {meta['fingerprint']}, this UNet is "
                              f"{self.fingerprint} (pass check_backbone=False to load anyway)")
-        mine_keys = set(self.state_dict())
-        if set(tensors) != mine_keys:
-            raise ValueError(f"{path}: missing tensors {sorted(mine_keys - set(tensors))}, "
-                             f"unexpected {sorted(set(tensors) - mine_keys)}")
-        for name, proc in self.processors.items():
-            prefix = f"{name}."
-            proc.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        try:
+            self.load_state_dict(tensors)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
         return meta
 
     @classmethod

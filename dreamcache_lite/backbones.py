@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -89,3 +90,36 @@ def backbone_fingerprint(unet) -> str:
     config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
     blob = json.dumps(config, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+TINY_BACKBONE = Path(__file__).parent / "assets" / "tiny-backbone"
+
+
+def load_pipeline(backbone: str = "tiny", device="cpu", dtype=torch.float32):
+    """A `StableDiffusionPipeline` for `tiny` (shipped, offline), `sd15`/`sd21` (hub ids) or a folder.
+
+    The shipped backbone is checked against its manifest first, so a missing or corrupted weight
+    file is named instead of failing somewhere deep inside `from_pretrained`.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    from .manifest import verify_manifest
+
+    if backbone == "tiny":
+        if not (TINY_BACKBONE / "manifest.json").is_file():
+            raise FileNotFoundError(f"the tiny backbone is not in {TINY_BACKBONE}: "
+                                    "train it with scripts/train_tiny_backbone.py --export " + str(TINY_BACKBONE))
+        verify_manifest(TINY_BACKBONE)
+        source = str(TINY_BACKBONE)
+    elif backbone in ARCHITECTURES:
+        source = ARCHITECTURES[backbone].hub_id
+    else:
+        source = backbone
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(source, torch_dtype=dtype, safety_checker=None,
+                                                       requires_safety_checker=False)
+    except OSError as err:
+        raise OSError(f"cannot load backbone {source!r} ({err}); SD weights need the network or a local "
+                      "copy: pass a folder path") from err
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)

@@ -488,9 +488,10 @@ def _random_erase(img, rng, p=0.4):
     """Random erasing (p 0.4, as in the paper): a white or gray box over part of the image."""
     if rng.random() >= p:
         return img
-    area, aspect = rng.uniform(0.02, 0.2) * SIZE * SIZE, np.exp(rng.uniform(np.log(0.3), np.log(3.3)))
-    h, w = (min(SIZE - 1, max(2, int(round(x)))) for x in (np.sqrt(area * aspect), np.sqrt(area / aspect)))
-    y0, x0 = rng.integers(0, SIZE - h + 1), rng.integers(0, SIZE - w + 1)
+    size = img.shape[0]
+    area, aspect = rng.uniform(0.02, 0.2) * size * size, np.exp(rng.uniform(np.log(0.3), np.log(3.3)))
+    h, w = (min(size - 1, max(2, int(round(x)))) for x in (np.sqrt(area * aspect), np.sqrt(area / aspect)))
+    y0, x0 = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
     img[y0:y0 + h, x0:x0 + w] = 255 if rng.random() < 0.5 else 128
     return img
 
@@ -511,27 +512,30 @@ def reference_from_target(image, mask, rng, flip_p=0.5, erase_p=0.4) -> np.ndarr
     white at a random scale/position, h-flip the pixels (this mirrors glyph and pattern too;
     pass flip_p=0 to keep them readable) and randomly erase. uint8 (64,64,3)."""
     rng = np.random.default_rng(rng)
-    out = np.full((SIZE, SIZE, 3), 255, np.uint8)
+    size = image.shape[0]  # any square size: the same recipe serves real 512 px datasets
+    out = np.full((size, size, 3), 255, np.uint8)
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
         return out
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     crop = np.where(mask[y0:y1, x0:x1, None], image[y0:y1, x0:x1], 255).astype(np.uint8)
-    f = rng.uniform(0.45, 0.85) * SIZE / max(y1 - y0, x1 - x0)
-    h, w = (min(SIZE, max(1, int(round(d * f)))) for d in (y1 - y0, x1 - x0))
+    f = rng.uniform(0.45, 0.85) * size / max(y1 - y0, x1 - x0)
+    h, w = (min(size, max(1, int(round(d * f)))) for d in (y1 - y0, x1 - x0))
     crop = np.asarray(Image.fromarray(crop).resize((w, h), Image.BILINEAR))
-    py, px = rng.integers(0, SIZE - h + 1), rng.integers(0, SIZE - w + 1)
+    py, px = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
     out[py:py + h, px:px + w] = crop
     if rng.random() < flip_p:
         out = out[:, ::-1].copy()
     return _random_erase(out, rng, erase_p)
 
 
-def sample_training_pair(seed, n_identities: int | None = None, describe: bool | None = None) -> dict:
+def sample_training_pair(seed, n_identities: int | None = None, describe: bool | None = None,
+                         flip_p: float = 0.5) -> dict:
     """One training example: a training identity in a random scene, its caption and a reference
     cut from the target. If the target has an accessory or property change, the reference is cut
     from the same scene without them, so it shows the true identity at normal size and never
-    leaks the accessory's outline. `describe=None` uses the describing caption half the time."""
+    leaks the accessory's outline. `describe=None` uses the describing caption half the time.
+    `flip_p` is the reference's pixel-flip probability (the paper's 0.5; 0 keeps glyphs readable)."""
     rng = np.random.default_rng(seed)
     idn = training_identity(int(rng.integers(n_identities or N_TRAIN_SEEDS)))
     scene = random_scene(rng)
@@ -543,7 +547,7 @@ def sample_training_pair(seed, n_identities: int | None = None, describe: bool |
         src, src_mask = render(idn, plain)
     describe = bool(rng.random() < 0.5) if describe is None else describe
     return dict(target=target, mask=mask, caption=caption(idn, scene, describe),
-                reference=reference_from_target(src, src_mask, rng), identity=idn, scene=scene)
+                reference=reference_from_target(src, src_mask, rng, flip_p=flip_p), identity=idn, scene=scene)
 
 
 def render_batch(n: int, seed: int, **kwargs) -> dict:

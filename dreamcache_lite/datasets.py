@@ -1,0 +1,107 @@
+"""Training pairs for the adapters: (target image, caption, reference made from the target).
+
+Two sources: the toy world, generated on the fly and seeded per step; and a folder in the
+authors' layout (`<name>_generation.png`, `<name>_caption.txt`, `<name>_mask.png`) for real
+backbones. Either way the reference is the paper's: the subject cut out with its mask, pasted on
+white at a random scale and position, randomly erased.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from . import toyworld
+from .images import pil_to_tensor
+
+
+def _batch(targets: np.ndarray, references: np.ndarray, captions: list[str]) -> dict:
+    to_tensor = lambda arr: pil_to_tensor([Image.fromarray(a) for a in arr])  # noqa: E731
+    return {"target": to_tensor(targets), "reference": to_tensor(references), "caption": list(captions)}
+
+
+class ToyPairs:
+    """Toy-world pairs; batch `step` is always the same, so resumed runs see the same data.
+
+    The reference is never pixel-flipped here: the toy renderer draws glyphs unmirrored, so a
+    mirrored glyph would teach the adapters a wrong identity.
+    """
+
+    def __init__(self, seed: int = 0, n_identities: int | None = None):
+        self.seed, self.n_identities = seed, n_identities
+
+    def batch(self, step: int, size: int) -> dict:
+        pairs = toyworld.render_batch(size, seed=self.seed * 1_000_003 + step, n_identities=self.n_identities,
+                                      flip_p=0.0)
+        return _batch(pairs["target"], pairs["reference"], pairs["caption"])
+
+
+class FolderPairs:
+    """The authors' dataset layout. Unreadable or mismatched samples are reported with their path,
+    then skipped (`on_error="skip"`) or fatal (`on_error="raise"`)."""
+
+    def __init__(self, root, resolution: int = 512, seed: int = 0, on_error: str = "skip"):
+        if on_error not in ("skip", "raise"):
+            raise ValueError("on_error must be 'skip' or 'raise'")
+        self.root, self.resolution, self.seed, self.on_error = Path(root), resolution, seed, on_error
+        names = sorted(p.name[: -len("_generation.png")] for p in self.root.glob("*_generation.png"))
+        if not names:
+            raise FileNotFoundError(f"no '<name>_generation.png' files in {self.root}")
+        self.names = names
+        self.skipped: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def load(self, name: str):
+        """(image uint8 HxWx3, mask bool HxW, caption) of one sample, or an error naming the file."""
+        base = self.root / name
+        try:
+            image = Image.open(f"{base}_generation.png").convert("RGB")
+            mask = Image.open(f"{base}_mask.png").convert("L")
+            caption = Path(f"{base}_caption.txt").read_text().strip()
+        except (OSError, UnidentifiedImageError) as err:
+            raise ValueError(f"unreadable sample {base}_*: {err}") from err
+        if image.size != mask.size:
+            raise ValueError(f"{base}_mask.png is {mask.size}, but {base}_generation.png is {image.size}")
+        size = (self.resolution, self.resolution)
+        return (np.asarray(image.resize(size, Image.BICUBIC)),
+                np.asarray(mask.resize(size, Image.NEAREST)) > 127, caption)
+
+    def batch(self, step: int, size: int) -> dict:
+        rng = np.random.default_rng((self.seed, step))
+        targets, references, captions = [], [], []
+        while len(targets) < size:
+            name = self.names[int(rng.integers(len(self.names)))]
+            try:
+                image, mask, caption = self.load(name)
+            except ValueError as err:
+                if self.on_error == "raise":
+                    raise
+                if name not in self.skipped:
+                    warnings.warn(f"skipping {err}")
+                    self.skipped.append(name)
+                    self.names.remove(name)
+                if not self.names:
+                    raise ValueError(f"no readable samples left in {self.root}") from err
+                continue
+            targets.append(image)
+            references.append(toyworld.reference_from_target(image, mask, rng, flip_p=0.5))
+            captions.append(caption)
+        return _batch(np.stack(targets), np.stack(references), captions)
+
+
+def make_dataset(source: str, resolution: int, seed: int = 0, on_error: str = "skip", n_identities=None):
+    """`toyworld`, or a folder in the authors' layout."""
+    if source == "toyworld":
+        return ToyPairs(seed, n_identities)
+    return FolderPairs(source, resolution, seed, on_error)
+
+
+def caption_dropout(captions: list[str], p: float, generator: torch.Generator) -> list[str]:
+    drop = torch.rand(len(captions), generator=generator) < p
+    return ["" if d else c for c, d in zip(captions, drop)]

@@ -1,0 +1,144 @@
+"""Train the embedded tiny backbone on the toy world, from scratch, resumably.
+
+Stage 1 trains the VAE (reconstruction + a small KL term), stage 2 the UNet and the text
+encoder together on frozen-VAE latents with the usual eps-prediction loss. Every batch is
+drawn from a seed derived from (run seed, step), so a resumed run sees exactly the data and
+noise an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import toyworld
+from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
+from .tiny_backbone import (assemble_pipeline, build_text_encoder, build_tokenizer, build_unet, build_vae,
+                            training_scheduler)
+
+
+@dataclass
+class BackboneConfig:
+    out: str = "runs/tiny-backbone"
+    seed: int = 0
+    vae_steps: int = 2000
+    vae_batch: int = 32
+    vae_lr: float = 1e-3
+    kl_weight: float = 1e-6
+    unet_steps: int = 12000
+    unet_batch: int = 32
+    unet_lr: float = 3e-4
+    caption_dropout: float = 0.1
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    threads: int = 2
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def batch_images(seed: int, step: int, n: int) -> tuple[np.ndarray, list[str]]:
+    """Toy-world scenes with captions (plain or describing), plus some white references."""
+    batch = toyworld.render_batch(n, seed=seed * 1_000_003 + step)
+    images = batch["target"].copy()
+    images[: n // 8] = batch["reference"][: n // 8]  # the VAE must also know subjects on white
+    captions = list(batch["caption"])
+    return images, captions
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def _resume(root: Path, models: dict, optimizer) -> int:
+    checkpoints = list_checkpoints(root)
+    if not checkpoints:
+        return 0
+    return load_checkpoint(checkpoints[-1], models, optimizer)["step"]
+
+
+def train_vae(cfg: BackboneConfig):
+    vae = build_vae()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
+    root = Path(cfg.out) / "vae"
+    start = _resume(root, {"vae": vae}, opt)
+    for step in tqdm(range(start, cfg.vae_steps), initial=start, total=cfg.vae_steps, desc="vae"):
+        images, _ = batch_images(cfg.seed, step, cfg.vae_batch)
+        x = to_tensor(images)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=_step_generator(cfg.seed, step))).sample
+        loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + cfg.kl_weight * posterior.kl().mean()
+        _check_finite(loss, step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.vae_steps:
+            save_checkpoint(root, step + 1, {"vae": vae}, opt, {"loss": loss.item()}, keep=cfg.keep_checkpoints)
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():
+        latents = vae.encode(to_tensor(batch_images(cfg.seed + 1, 0, 256)[0])).latent_dist.mean
+    vae.register_to_config(scaling_factor=float(1 / latents.std()))  # unit-variance latents, as SD does
+    return vae
+
+
+def train_unet(cfg: BackboneConfig, vae):
+    tokenizer = build_tokenizer()
+    text_encoder, unet = build_text_encoder(tokenizer), build_unet()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-2)
+    noise_schedule = training_scheduler()
+    models = {"unet": unet, "text_encoder": text_encoder}
+    root = Path(cfg.out) / "unet"
+    start = _resume(root, models, opt)
+    log = open(Path(cfg.out) / "unet_loss.jsonl", "a")
+    for step in tqdm(range(start, cfg.unet_steps), initial=start, total=cfg.unet_steps, desc="unet"):
+        gen = _step_generator(cfg.seed, step)
+        images, captions = batch_images(cfg.seed, step, cfg.unet_batch)
+        drop = torch.rand(len(captions), generator=gen) < cfg.caption_dropout
+        captions = ["" if d else c for c, d in zip(captions, drop)]
+        with torch.no_grad():
+            latents = vae.encode(to_tensor(images)).latent_dist.sample(generator=gen) * vae.config.scaling_factor
+        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                        return_tensors="pt").input_ids
+        noise = torch.randn(latents.shape, generator=gen)
+        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(captions),), generator=gen)
+        noisy = noise_schedule.add_noise(latents, noise, t)
+        pred = unet(noisy, t, encoder_hidden_states=text_encoder(ids)[0]).sample
+        loss = F.mse_loss(pred, noise)
+        _check_finite(loss, step)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        log.write(json.dumps({"step": step + 1, "loss": loss.item()}) + "\n")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.unet_steps:
+            log.flush()
+            save_checkpoint(root, step + 1, models, opt, {"loss": loss.item()}, keep=cfg.keep_checkpoints)
+    log.close()
+    return assemble_pipeline(vae, text_encoder.eval(), tokenizer, unet.eval())
+
+
+def _check_finite(loss: torch.Tensor, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss.item()} at step {step}: stopping; the last checkpoint is intact")
+
+
+def train_backbone(cfg: BackboneConfig, export_to: str | None = None):
+    """Both stages, then (optionally) save the pipeline folder with a manifest."""
+    torch.set_num_threads(cfg.threads)
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.out) / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    start = time.time()
+    pipe = train_unet(cfg, train_vae(cfg))
+    if export_to:
+        pipe.save_pretrained(export_to)
+    return pipe, time.time() - start

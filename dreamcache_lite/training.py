@@ -1,0 +1,173 @@
+"""Training the DreamCache adapters: the backbone frozen, only the adapters learn.
+
+Each step: a target image + caption, a reference made from the target (cut out, on white, moved,
+erased); the reference is cached at t = 1 by the frozen UNet; the target is noised and the UNet,
+attending to that cache through the adapters, predicts the noise. Captions are dropped with
+p = 0.07 (as the paper) and references with a small probability, so that the reference guidance
+has an unconditional branch. Runs through `accelerate` (fp32 on CPU, mixed precision and
+multi-GPU via `accelerate launch` on GPUs); checkpoints are atomic and a resumed run ends with
+exactly the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from diffusers import DDPMScheduler
+from tqdm.auto import tqdm
+
+from .adapters import DreamCacheAdapters
+from .backbones import load_pipeline
+from .cache import cache_features
+from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
+from .datasets import caption_dropout, make_dataset
+
+
+@dataclass
+class TrainConfig:
+    backbone: str = "tiny"
+    dataset: str = "toyworld"           # or a folder in the authors' layout
+    out: str = "runs/adapters"
+    layers: str | list = "paper"
+    init: str = "identity"
+    steps: int = 3000
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    caption_dropout: float = 0.07
+    reference_dropout: float = 0.05
+    cache_timestep: int = 1
+    min_snr_gamma: float | None = None
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "no"
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 3
+    on_bad_sample: str = "skip"
+    n_identities: int | None = None
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _generator(cfg: TrainConfig, step: int, micro: int) -> torch.Generator:
+    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 64 + micro)
+
+
+def _encode_text(pipe, captions: list[str]) -> torch.Tensor:
+    tok = pipe.tokenizer
+    ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
+              return_tensors="pt").input_ids.to(pipe.unet.device)
+    with torch.no_grad():
+        return pipe.text_encoder(ids)[0]
+
+
+def _encode_images(pipe, images: torch.Tensor) -> torch.Tensor:
+    vae = pipe.vae
+    with torch.no_grad():
+        return vae.encode(images.to(vae.device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
+
+
+def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: TrainConfig, gen: torch.Generator):
+    """The eps-prediction loss of one micro-batch, the UNet attending to the batch's own references.
+
+    `unet` is the (possibly accelerate-wrapped) trainable UNet; caching uses the bare `pipe.unet`.
+    """
+    noise_schedule = pipe.scheduler
+    n = len(batch["caption"])
+    text = _encode_text(pipe, caption_dropout(batch["caption"], cfg.caption_dropout, gen))
+    empty = _encode_text(pipe, [""])
+    target = _encode_images(pipe, batch["target"])
+    reference = _encode_images(pipe, batch["reference"])
+    cache = cache_features(pipe.unet, reference, empty, layers=[i.name for i in adapters.layers],
+                           timestep=cfg.cache_timestep, scheduler=noise_schedule, generator=gen)
+    rows = torch.arange(n)
+    rows[torch.rand(n, generator=gen) < cfg.reference_dropout] = -1
+    noise = torch.randn(target.shape, generator=gen).to(target.device)
+    t = torch.randint(0, noise_schedule.config.num_train_timesteps, (n,), generator=gen).to(target.device)
+    noisy = noise_schedule.add_noise(target, noise, t)
+    with adapters.reference(cache, rows=rows):
+        pred = unet(noisy, t, encoder_hidden_states=text).sample
+    per_sample = F.mse_loss(pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+    if cfg.min_snr_gamma:
+        alpha_bar = noise_schedule.alphas_cumprod.to(t.device)[t]
+        snr = alpha_bar / (1 - alpha_bar)
+        per_sample = per_sample * snr.clamp(max=cfg.min_snr_gamma) / snr
+    return per_sample.mean()
+
+
+def _learning_rate(cfg: TrainConfig, step: int) -> float:
+    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+
+
+def _resume(cfg: TrainConfig, adapters, optimizer) -> int:
+    checkpoints = list_checkpoints(Path(cfg.out) / "checkpoints")
+    if not checkpoints:
+        return 0
+    state = load_checkpoint(checkpoints[-1], {"adapters": adapters}, optimizer)
+    log = Path(cfg.out) / "loss.jsonl"
+    if log.exists():  # forget what was logged after the checkpoint: those steps run again
+        kept = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= state["step"]]
+        log.write_text("".join(line + "\n" for line in kept))
+    return state["step"]
+
+
+def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: bool = True) -> DreamCacheAdapters:
+    """Train (or continue training) adapters; returns them installed on `pipe.unet`."""
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+    pipe = pipe or load_pipeline(cfg.backbone, device=accelerator.device)
+    pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the training noise schedule
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        module.requires_grad_(False).eval()
+    adapters = DreamCacheAdapters(pipe.unet, cfg.layers, init=cfg.init)
+    for p in adapters.parameters():
+        p.requires_grad_(True)
+    if cfg.gradient_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(adapters.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    unet, optimizer = accelerator.prepare(pipe.unet, optimizer)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    start = _resume(cfg, adapters, optimizer) if resume else 0
+    dataset = make_dataset(cfg.dataset, pipe.unet.config.sample_size * pipe.vae_scale_factor, cfg.seed,
+                           cfg.on_bad_sample, cfg.n_identities)
+    began = time.time()
+    with open(out / "loss.jsonl", "a") as log:
+        for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="adapters",
+                         disable=not progress):
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(cfg, step)
+            total = 0.0
+            for micro in range(cfg.grad_accum):
+                with accelerator.accumulate(unet):
+                    batch = dataset.batch(step * cfg.grad_accum + micro, cfg.batch_size)
+                    loss = training_loss(pipe, unet, adapters, batch, cfg, _generator(cfg, step, micro))
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss is {loss.item()} at step {step}: training stopped; "
+                                                 f"the last checkpoint in {out / 'checkpoints'} is intact")
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(list(adapters.parameters()), cfg.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                total += loss.item() / cfg.grad_accum
+            log.write(json.dumps({"step": step + 1, "loss": total, "seconds": round(time.time() - began, 2)}) + "\n")
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                log.flush()
+                save_checkpoint(out / "checkpoints", step + 1, {"adapters": adapters}, optimizer,
+                                {"loss": total}, keep=cfg.keep_checkpoints)
+    adapters.save(out / "adapters.safetensors", extra={"config": asdict(cfg), "steps": cfg.steps})
+    return adapters
+
+
+def read_loss_log(out) -> tuple[list[int], list[float]]:
+    rows = [json.loads(line) for line in (Path(out) / "loss.jsonl").read_text().splitlines()]
+    return [r["step"] for r in rows], [r["loss"] for r in rows]

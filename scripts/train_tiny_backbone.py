@@ -1,0 +1,34 @@
+"""Retrain the embedded tiny backbone from scratch (resumes from runs/ checkpoints if present).
+
+    python scripts/train_tiny_backbone.py            # ~2 h on 2 CPU cores, minutes on a GPU
+    python scripts/train_tiny_backbone.py --export dreamcache_lite/assets/tiny-backbone
+
+The exported folder is a plain diffusers pipeline plus `manifest.json` (command, config, steps,
+wall time, sha256 of every file).
+"""
+
+import argparse
+import dataclasses
+import sys
+
+from dreamcache_lite.manifest import write_manifest
+from dreamcache_lite.train_backbone import BackboneConfig, train_backbone
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for field in dataclasses.fields(BackboneConfig):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
+    parser.add_argument("--export", default=None, help="save the trained pipeline folder here")
+    args = vars(parser.parse_args())
+    export = args.pop("export")
+    cfg = BackboneConfig(**args)
+    _, seconds = train_backbone(cfg, export_to=export)
+    if export:
+        write_manifest(export, command="python " + " ".join(sys.argv), config=dataclasses.asdict(cfg),
+                       wall_seconds=round(seconds, 1))
+    print(f"done in {seconds / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

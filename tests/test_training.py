@@ -1,0 +1,62 @@
+"""Issue 4: the adapter training loop — only adapters learn, resume is exact, NaN stops cleanly."""
+
+import pytest
+import torch
+
+import dreamcache_lite.training as training
+from conftest import random_tiny_pipeline
+from dreamcache_lite.checkpoints import list_checkpoints, load_checkpoint
+from dreamcache_lite.training import TrainConfig, read_loss_log, train_adapters
+
+
+def small_config(tmp_path, **changes) -> TrainConfig:
+    settings = dict(out=str(tmp_path / "run"), steps=4, batch_size=2, checkpoint_every=2, warmup_steps=1,
+                    init="paper")
+    return TrainConfig(**{**settings, **changes})
+
+
+def test_only_adapters_train(tmp_path):
+    pipe = random_tiny_pipeline()
+    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    adapters = train_adapters(small_config(tmp_path, steps=2), pipe=pipe, progress=False)
+    trained = adapters.state_dict()
+    adapters.uninstall()
+    assert all(torch.equal(before[k], v) for k, v in pipe.unet.state_dict().items())
+    fresh = random_tiny_pipeline()
+    from dreamcache_lite.adapters import DreamCacheAdapters
+
+    untrained = DreamCacheAdapters(fresh.unet, "paper", init="paper").state_dict()
+    assert any(not torch.equal(trained[k], untrained[k]) for k in trained)
+    steps, losses = read_loss_log(tmp_path / "run")
+    assert steps == [1, 2] and all(loss > 0 for loss in losses)
+
+
+def test_resume_gives_the_uninterrupted_weights(tmp_path):
+    straight = train_adapters(small_config(tmp_path / "a"), pipe=random_tiny_pipeline(), progress=False)
+    train_adapters(small_config(tmp_path / "b", steps=2), pipe=random_tiny_pipeline(), progress=False)
+    resumed = train_adapters(small_config(tmp_path / "b"), pipe=random_tiny_pipeline(), progress=False)
+    a, b = straight.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_loss_log(tmp_path / "a" / "run") == read_loss_log(tmp_path / "b" / "run")
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    real_loss, calls = training.training_loss, []
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(training, "training_loss", poisoned)
+    cfg = small_config(tmp_path)
+    with pytest.raises(FloatingPointError, match="step 2"):
+        train_adapters(cfg, pipe=random_tiny_pipeline(), progress=False)
+    checkpoints = list_checkpoints(tmp_path / "run" / "checkpoints")
+    assert [c.name for c in checkpoints] == ["step-000002"]
+    pipe = random_tiny_pipeline()
+    from dreamcache_lite.adapters import DreamCacheAdapters
+
+    adapters = DreamCacheAdapters(pipe.unet, "paper")
+    assert load_checkpoint(checkpoints[-1], {"adapters": adapters})["step"] == 2
+    assert all(torch.isfinite(p).all() for p in adapters.parameters())
