@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from pathlib import Path
 
-from .backbones import ARCHITECTURES
+from .backbones import ARCHITECTURES, TINY_BACKBONE
+
+TINY_ADAPTERS = TINY_BACKBONE.parent / "tiny-adapters" / "adapters.safetensors"
 
 
 def _layers_arg(text: str):
@@ -63,6 +67,100 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _pipeline(args):
+    from .backbones import load_pipeline
+    from .pipeline import DreamCachePipeline
+
+    adapters = getattr(args, "adapters", None)
+    if adapters is None and args.backbone == "tiny" and TINY_ADAPTERS.is_file():
+        adapters = TINY_ADAPTERS
+    return DreamCachePipeline.from_pretrained(load_pipeline(args.backbone), adapters)
+
+
+def cmd_cache(args) -> int:
+    dc = _pipeline(args)
+    cache = dc.cache_reference(args.image, args.mask, timestep=args.timestep, prompt=args.prompt)
+    cache.save(args.output)
+    print(f"cached {args.image} -> {args.output}: {len(cache.layers)} layers, "
+          f"{sum(cache.num_tokens().values())} tokens, {cache.nbytes:,} bytes")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .cache import FeatureCache
+    from .figures import image_grid
+
+    dc = _pipeline(args)
+    cache = FeatureCache.load(args.cache, device=dc.device) if args.cache else None
+    images = dc(args.prompt, cache, negative_prompt=args.negative_prompt, num_images=args.n, seed=args.seed,
+                steps=args.steps, text_scale=args.text_scale, ref_scale=args.ref_scale)
+    image_grid(images, args.output)
+    print(f"{len(images)} image(s) -> {args.output}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate, protocol
+
+    dc = _pipeline(args)
+    proto = protocol(fast=args.fast, seeds=args.seeds, identities=args.identities, steps=args.steps)
+    summary, rows = evaluate(args.method, dc, proto, text_scale=args.text_scale, ref_scale=args.ref_scale,
+                             progress=not args.json)
+    if args.csv:
+        from .figures import write_rows
+
+        write_rows(rows, args.csv)
+    print(json.dumps(summary) if args.json else json.dumps(summary, indent=1))
+    return 0
+
+
+def cmd_train(args) -> int:
+    import dataclasses
+    import shutil
+    import time
+
+    from .figures import loss_curve
+    from .manifest import write_manifest
+    from .training import TrainConfig, read_loss_log, train_adapters
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    cfg.layers = _layers_arg(cfg.layers) if isinstance(cfg.layers, str) else cfg.layers
+    start = time.time()
+    adapters = train_adapters(cfg, resume=not args.restart)
+    steps, losses = read_loss_log(cfg.out)
+    loss_curve(steps, losses, f"{cfg.out}/loss.png", title="adapter training loss")
+    print(f"trained {adapters.num_parameters():,} adapter parameters to step {cfg.steps} "
+          f"in {(time.time() - start) / 60:.1f} min this run -> {cfg.out}/adapters.safetensors")
+    if args.export:
+        folder = Path(args.export)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f"{cfg.out}/adapters.safetensors", folder / "adapters.safetensors")
+        write_manifest(folder, command="dreamcache-lite " + " ".join(sys.argv[1:]), config=dataclasses.asdict(cfg),
+                       steps=cfg.steps, train_seconds=round(sum(_run_seconds(cfg.out)), 1),
+                       final_loss_mean_100=round(sum(losses[-100:]) / len(losses[-100:]), 5))
+    return 0
+
+
+def _run_seconds(out) -> list[float]:
+    """Wall time of every (resumed) training session, from the loss log's per-session clocks."""
+    rows = [json.loads(line) for line in Path(out, "loss.jsonl").read_text().splitlines()]
+    sessions, last = [], 0.0
+    for row in rows:
+        if row["seconds"] < last:
+            sessions.append(last)
+        last = row["seconds"]
+    return sessions + [last]
+
+
+def cmd_bench(args) -> int:
+    from .bench import run
+
+    report = run(args.sections.split(","))
+    print(json.dumps(report) if args.json else json.dumps(report, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamcache-lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +171,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", default="paper", help="preset (paper, mid, decoder, encoder, all) or comma list")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_inspect)
+
+    def backbone_options(p):
+        p.add_argument("--backbone", default="tiny", help="tiny (shipped), sd15, sd21, or a pipeline folder")
+        p.add_argument("--adapters", default=None, help="adapter safetensors (default: the shipped ones for tiny)")
+
+    def generation_options(p):
+        p.add_argument("--steps", type=int, default=25, help="DDIM steps")
+        p.add_argument("--text-scale", type=float, default=5.0)
+        p.add_argument("--ref-scale", type=float, default=1.0)
+
+    p = sub.add_parser("cache", help="cache a reference image's features (once per subject)")
+    p.add_argument("image")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--mask", default=None, help="subject mask (default: the image's alpha, if any)")
+    p.add_argument("--timestep", type=int, default=1)
+    p.add_argument("--prompt", default="", help="prompt while caching (the paper: empty)")
+    backbone_options(p)
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("generate", help="generate from a prompt (and a cached reference)")
+    p.add_argument("--cache", default=None, help="reference cache file; omit for text-only")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("-n", type=int, default=4, help="images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="grid.png")
+    backbone_options(p)
+    generation_options(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("evaluate", help="the toy bench, judged by the oracle")
+    p.add_argument("--method", choices=["text", "text-described", "dreamcache"], default="dreamcache")
+    p.add_argument("--fast", action="store_true", help="3 identities x 25 prompts x 1 seed")
+    p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--identities", type=int, default=None)
+    p.add_argument("--csv", default=None, help="write one row per image here")
+    p.add_argument("--json", action="store_true")
+    backbone_options(p)
+    generation_options(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", help="train DreamCache adapters (resumes from the newest checkpoint)")
+    from .training import TrainConfig
+
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in ("extra",):
+            continue
+        kind = type(field.default) if field.default is not None else (float if "gamma" in field.name else int)
+        if kind is bool:
+            p.add_argument(f"--{field.name.replace('_', '-')}", action="store_true", default=None)
+        else:
+            p.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=None,
+                           help=f"default: {field.default}")
+    p.add_argument("--restart", action="store_true", help="ignore existing checkpoints")
+    p.add_argument("--export", default=None, help="copy the adapters here with a manifest")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bench", help="speed figures (ratios measured in one run)")
+    p.add_argument("--sections", default="toyworld,tiny", help="comma list of: toyworld, tiny")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="run the core (cache, adapters, mixed-row UNet call) end to end")
     p.add_argument("--layers", default="paper")

@@ -1,0 +1,34 @@
+"""Issues 3-4: the toy bench runs end to end and reports the contract's keys."""
+
+import pytest
+
+from conftest import random_tiny_pipeline
+from dreamcache_lite import toyworld as tw
+from dreamcache_lite.adapters import DreamCacheAdapters
+from dreamcache_lite.evaluation import Protocol, evaluate
+from dreamcache_lite.pipeline import DreamCachePipeline
+
+KEYS = {"class_accuracy", "prompt_fidelity", "subject_fidelity", "images", "seconds", "extra_params",
+        "setup_seconds", "seconds_per_image"}
+
+
+@pytest.fixture(scope="module")
+def dc():
+    pipe = random_tiny_pipeline()
+    return DreamCachePipeline(pipe, DreamCacheAdapters(pipe.unet, "paper"))
+
+
+@pytest.mark.parametrize("method", ["text", "text-described", "dreamcache"])
+def test_toy_bench_reports_the_contract(dc, method):
+    ids = tw.benchmark_identities()
+    proto = Protocol(identities=[ids[0], ids[6]], seeds=[0], prompts=tw.BENCHMARK_PROMPTS[:2], steps=2)
+    summary, rows = evaluate(method, dc, proto, progress=False)
+    assert KEYS <= set(summary)
+    assert summary["images"] == len(rows) == 4
+    assert all(0 <= r["subject_fidelity"] <= 1 and 0 <= r["prompt_fidelity"] <= 1 for r in rows)
+    assert (summary["extra_params"] > 0) == (method == "dreamcache")
+
+
+def test_unknown_method_is_refused(dc):
+    with pytest.raises(ValueError, match="text, text-described, dreamcache"):
+        evaluate("magic", dc, Protocol(identities=[], seeds=[0]), progress=False)
