@@ -42,6 +42,7 @@ class OracleConfig:
     weight_decay: float = 1e-4
     width: int = 24
     embed_dim: int = 256
+    attention: int = 4              # learned spatial-softmax poolings
     reference_fraction: float = 0.15
     blur_p: float = 0.6
     blur_max: float = 1.2
@@ -59,16 +60,18 @@ class OracleConfig:
 
 # --------------------------------------------------------------------------- data
 def sample(identity: tw.Identity, rng, reference_fraction: float):
-    """One training image and its targets. References come from `make_reference` (no erasing,
-    which could hide the glyph); their placement is not returned, so geometry is not supervised."""
+    """One training image, its subject mask and targets. References come from `make_reference`
+    (no erasing, which could hide the glyph; the subject is every non-white pixel); their
+    placement is not returned, so geometry is not supervised for them."""
     if rng.random() < reference_fraction:
         image = tw.make_reference(identity, rng, erase_p=0.0)
-        return image, orc.attributes(identity, tw.Scene()), False
+        return image, (image != 255).any(-1), orc.attributes(identity, tw.Scene()), False
     scene = tw.random_scene(rng)
-    return tw.render(identity, scene)[0], orc.attributes(identity, scene), True
+    image, mask = tw.render(identity, scene)
+    return image, mask, orc.attributes(identity, scene), True
 
 
-def collate(attrs: list[dict], has_geometry: list[bool]) -> dict:
+def collate(attrs: list[dict], masks: list, has_geometry: list[bool]) -> dict:
     """Stack per-image attribute records into training target tensors."""
     t = {k: torch.tensor([names.index(a[k]) for a in attrs]) for k, names in orc.CATEGORICAL.items()}
     for k in ("body", "pattern_colour", "glyph"):
@@ -77,18 +80,20 @@ def collate(attrs: list[dict], has_geometry: list[bool]) -> dict:
     t["geometry"] = torch.tensor([[a.get("scale", 1.0), a.get("x", 0.0) / orc.SCALE_NORM,
                                    a.get("y", 0.0) / orc.SCALE_NORM] for a in attrs])
     t["has_geometry"] = torch.tensor(has_geometry)
+    masks = torch.from_numpy(np.stack(masks)).float()[:, None]
+    t["mask"] = F.avg_pool2d(masks, 4)[:, 0]  # subject fraction of each 4x4 cell (16x16 grid)
     return t
 
 
 def training_batch(cfg: OracleConfig, step: int):
     """uint8 images, targets and the numpy generator that also drives this step's augmentation."""
     rng = np.random.default_rng((cfg.seed, step))
-    images, attrs, geo = [], [], []
+    images, masks, attrs, geo = [], [], [], []
     for _ in range(cfg.batch):
         identity = tw.training_identity(int(rng.integers(tw.N_TRAIN_SEEDS)))
-        image, a, g = sample(identity, rng, cfg.reference_fraction)
-        images.append(image), attrs.append(a), geo.append(g)
-    return np.stack(images), collate(attrs, geo), rng
+        image, mask, a, g = sample(identity, rng, cfg.reference_fraction)
+        images.append(image), masks.append(mask), attrs.append(a), geo.append(g)
+    return np.stack(images), collate(attrs, masks, geo), rng
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -158,8 +163,10 @@ def vae_round_trip(vae, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
 # --------------------------------------------------------------------------- training
 def loss_terms(out: dict, t: dict) -> dict:
     """Cross-entropy per categorical attribute, BCE on glyph bits, L1 on colours and geometry
-    (pattern colour only where a pattern exists, geometry only where the placement is known)."""
+    (pattern colour only where a pattern exists, geometry only where the placement is known),
+    and BCE on the auxiliary subject mask."""
     terms = {k: F.cross_entropy(out[k], t[k]) for k in orc.CATEGORICAL}
+    terms["mask"] = F.binary_cross_entropy_with_logits(out["mask"], t["mask"])
     terms["glyph"] = 2 * F.binary_cross_entropy_with_logits(out["glyph"], t["glyph"])
     terms["body"] = 5 * (out["body"] - t["body"]).abs().mean()
     pat = t["has_pattern"]
@@ -171,7 +178,7 @@ def loss_terms(out: dict, t: dict) -> dict:
 
 def train(cfg: OracleConfig, vae=None) -> tuple[orc.Oracle, float]:
     torch.manual_seed(cfg.seed)
-    model = orc.Oracle(cfg.width, cfg.embed_dim).to(memory_format=torch.channels_last).train()
+    model = orc.Oracle(cfg.width, cfg.embed_dim, cfg.attention).to(memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     start = time.time()

@@ -94,7 +94,8 @@ def test_mixed_rows_equal_separate_rows(unet):
     row1 = run(unet, (latents[1:2], t, text[1:2]))  # no reference active
     with adapters.reference(cache.row(0)):
         row2 = run(unet, (latents[2:], t, text[2:]))
-    torch.testing.assert_close(mixed, torch.cat([row0, row1, row2]), rtol=1e-5, atol=1e-6)
+    # equal up to float32 round-off (batched kernels may sum in another order)
+    torch.testing.assert_close(mixed, torch.cat([row0, row1, row2]), rtol=1e-4, atol=1e-5)
 
 
 def test_precomputed_keys_values_match(unet, inputs):
