@@ -1,0 +1,58 @@
+"""The CLI contracts: cache -> generate round trip, train, clear errors (on a random tiny pipeline folder)."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from conftest import random_tiny_pipeline
+from dreamcache_lite.adapters import DreamCacheAdapters
+from dreamcache_lite.cli import main
+from dreamcache_lite.manifest import verify_manifest, write_manifest
+
+
+def test_cache_generate_round_trip(tmp_path, capsys):
+    pipe = random_tiny_pipeline()
+    pipe.save_pretrained(tmp_path / "backbone")
+    DreamCacheAdapters(pipe.unet, "paper", init="paper").save(tmp_path / "adapters.safetensors")
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[16:48, 16:48] = (30, 160, 90, 255)
+    Image.fromarray(rgba).save(tmp_path / "ref.png")
+    common = ["--backbone", str(tmp_path / "backbone"), "--adapters", str(tmp_path / "adapters.safetensors")]
+    assert main(["cache", str(tmp_path / "ref.png"), "-o", str(tmp_path / "ref.safetensors"), *common]) == 0
+    assert main(["generate", "--cache", str(tmp_path / "ref.safetensors"), "--prompt", "a ball on the beach",
+                 "-n", "2", "--steps", "2", "-o", str(tmp_path / "grid.png"), *common]) == 0
+    assert Image.open(tmp_path / "grid.png").size == (128, 64)
+    assert main(["cache", str(tmp_path / "nope.png"), "-o", str(tmp_path / "x.safetensors"), *common]) == 2
+    assert "nope.png" in capsys.readouterr().err
+
+
+def test_train_command_exports_with_manifest(tmp_path):
+    pipe = random_tiny_pipeline()
+    pipe.save_pretrained(tmp_path / "backbone")
+    out, export = tmp_path / "run", tmp_path / "export"
+    assert main(["train", "--backbone", str(tmp_path / "backbone"), "--steps", "2", "--batch-size", "2",
+                 "--out", str(out), "--export", str(export)]) == 0
+    manifest = verify_manifest(export)
+    assert manifest["steps"] == 2 and "adapters.safetensors" in manifest["files"]
+    assert (out / "loss.png").is_file()
+
+
+def test_manifest_names_a_corrupted_file(tmp_path):
+    (tmp_path / "w.bin").write_bytes(b"abc")
+    write_manifest(tmp_path, command="test")
+    (tmp_path / "w.bin").write_bytes(b"abd")
+    try:
+        verify_manifest(tmp_path)
+    except ValueError as err:
+        assert "w.bin" in str(err)
+    else:
+        raise AssertionError("corruption went unnoticed")
+    (tmp_path / "w.bin").unlink()
+    try:
+        verify_manifest(tmp_path)
+    except FileNotFoundError as err:
+        assert "w.bin" in str(err)
+    else:
+        raise AssertionError("a missing file went unnoticed")
+    assert json.loads((tmp_path / "manifest.json").read_text())["command"] == "test"
