@@ -109,12 +109,13 @@ def load_pipeline(backbone: str = "tiny", device="cpu", dtype=torch.float32):
         if not (TINY_BACKBONE / "manifest.json").is_file():
             raise FileNotFoundError(f"the tiny backbone is not in {TINY_BACKBONE}: "
                                     "train it with scripts/train_tiny_backbone.py --export " + str(TINY_BACKBONE))
-        verify_manifest(TINY_BACKBONE)
         source = str(TINY_BACKBONE)
     elif backbone in ARCHITECTURES:
         source = ARCHITECTURES[backbone].hub_id
     else:
         source = backbone
+    if (Path(source) / "manifest.json").is_file():
+        verify_manifest(source)
     try:
         pipe = StableDiffusionPipeline.from_pretrained(source, torch_dtype=dtype, safety_checker=None,
                                                        requires_safety_checker=False)

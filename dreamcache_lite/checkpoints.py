@@ -60,3 +60,11 @@ def load_checkpoint(path, models: dict, optimizer=None) -> dict:
     if optimizer is not None:
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     return json.loads((path / "state.json").read_text())
+
+
+def truncate_log(path, step: int) -> None:
+    """Forget JSONL log rows after `step`: a resumed run logs those steps again."""
+    path = Path(path)
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import toyworld
-from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
 from .tiny_backbone import (assemble_pipeline, build_text_encoder, build_tokenizer, build_unet, build_vae,
                             training_scheduler)
 
@@ -59,11 +59,12 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-def _resume(root: Path, models: dict, optimizer) -> int:
+def _resume(root: Path, models: dict, optimizer, log: Path | None = None) -> int:
     checkpoints = list_checkpoints(root)
-    if not checkpoints:
-        return 0
-    return load_checkpoint(checkpoints[-1], models, optimizer)["step"]
+    step = load_checkpoint(checkpoints[-1], models, optimizer)["step"] if checkpoints else 0
+    if log is not None:
+        truncate_log(log, step)
+    return step
 
 
 def train_vae(cfg: BackboneConfig):
@@ -98,7 +99,7 @@ def train_unet(cfg: BackboneConfig, vae):
     noise_schedule = training_scheduler()
     models = {"unet": unet, "text_encoder": text_encoder}
     root = Path(cfg.out) / "unet"
-    start = _resume(root, models, opt)
+    start = _resume(root, models, opt, log=Path(cfg.out) / "unet_loss.jsonl")
     log = open(Path(cfg.out) / "unet_loss.jsonl", "a")
     for step in tqdm(range(start, cfg.unet_steps), initial=start, total=cfg.unet_steps, desc="unet"):
         gen = _step_generator(cfg.seed, step)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .adapters import DreamCacheAdapters
 from .backbones import load_pipeline
 from .cache import cache_features
-from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
 from .datasets import caption_dropout, make_dataset
 
 
@@ -112,10 +112,7 @@ def _resume(cfg: TrainConfig, adapters, optimizer) -> int:
     if not checkpoints:
         return 0
     state = load_checkpoint(checkpoints[-1], {"adapters": adapters}, optimizer)
-    log = Path(cfg.out) / "loss.jsonl"
-    if log.exists():  # forget what was logged after the checkpoint: those steps run again
-        kept = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= state["step"]]
-        log.write_text("".join(line + "\n" for line in kept))
+    truncate_log(Path(cfg.out) / "loss.jsonl", state["step"])
     return state["step"]
 
 

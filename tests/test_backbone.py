@@ -1,0 +1,37 @@
+"""Issue 3: the shipped tiny backbone loads offline, matches its manifest, names damaged files."""
+
+import shutil
+
+import pytest
+from diffusers import StableDiffusionPipeline
+
+from dreamcache_lite.backbones import TINY_BACKBONE, load_pipeline
+from dreamcache_lite.manifest import verify_manifest
+
+
+def test_shipped_backbone_matches_its_manifest_and_loads_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    manifest = verify_manifest(TINY_BACKBONE)
+    assert {"command", "config", "files", "wall_seconds"} <= set(manifest)
+    size = sum((TINY_BACKBONE / name).stat().st_size for name in manifest["files"])
+    assert size <= 40 * 2**20
+    pipe = load_pipeline("tiny")
+    assert isinstance(pipe, StableDiffusionPipeline)
+    assert pipe.unet.config.sample_size * pipe.vae_scale_factor == 64
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "delete"])
+def test_damaged_weight_file_is_named(tmp_path, damage):
+    copy = tmp_path / "backbone"
+    shutil.copytree(TINY_BACKBONE, copy)
+    victim = next(copy.glob("unet/*.safetensors"))
+    if damage == "corrupt":
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        victim.write_bytes(bytes(data))
+        error = ValueError
+    else:
+        victim.unlink()
+        error = FileNotFoundError
+    with pytest.raises(error, match=victim.name):
+        load_pipeline(str(copy))
