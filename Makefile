@@ -16,4 +16,4 @@ demo: install
 	dreamcache-lite demo
 
 test: install
-	$(PYTHON) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	DREAMCACHE_FAST=1 $(PYTHON) -m pytest tests notebooks --nbval-lax -p no:cacheprovider

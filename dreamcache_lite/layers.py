@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
 PRESETS = ("paper", "mid", "decoder", "encoder", "all")
+PARTS = ("encoder", "mid", "decoder")
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,13 @@ class LayerInfo:
 
 def list_transformers(unet) -> list[LayerInfo]:
     """All spatial transformers of `unet` in forward order (encoder, mid, decoder)."""
-    return [
+    found = [
         LayerInfo(name, module.config.in_channels, len(module.transformer_blocks))
         for name, module in unet.named_modules()
         if isinstance(module, Transformer2DModel)
     ]
+    # diffusers registers `mid_block` after `up_blocks`; sort (stably) into the order of the forward
+    return sorted(found, key=lambda info: PARTS.index(info.part))
 
 
 def select_layers(unet, layers: str | list[str] | tuple[str, ...] = "paper") -> list[LayerInfo]:
@@ -49,7 +52,7 @@ def select_layers(unet, layers: str | list[str] | tuple[str, ...] = "paper") -> 
     up_blocks.2.attentions.0, up_blocks.2.attentions.2, up_blocks.3.attentions.1).
     """
     available = list_transformers(unet)
-    by_part = {part: [info for info in available if info.part == part] for part in ("encoder", "mid", "decoder")}
+    by_part = {part: [info for info in available if info.part == part] for part in PARTS}
     if isinstance(layers, str):
         presets = {
             "paper": by_part["mid"] + by_part["decoder"][1::2],

@@ -1,0 +1,357 @@
+"""Self-check cells for the notebooks' exercises: they say what is wrong in plain words.
+
+In a notebook an exercise is a placeholder the learner fills in, then one call:
+
+    answer = ...  # your code
+    check("01.cache_bytes", answer)
+
+- a right answer prints a tick;
+- a wrong one prints what is wrong (never raises, so the notebook keeps running);
+- an unfilled placeholder (`...`, or a function that returns `...` or raises NotImplementedError)
+  prints a friendly "not done yet" -- except in fast mode (CI), where the reference solution from
+  `notebooks/solutions/` is checked instead, so CI tests every checker against its solution and
+  fails loudly if they disagree.
+
+`evaluate` returns the verdict and the message instead of printing (for tests).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def fast_mode() -> bool:
+    """True in CI and test runs: env DREAMCACHE_FAST=1, or CI set, or running under pytest (nbval).
+
+    DREAMCACHE_FAST=0 forces the full mode everywhere.
+    """
+    flag = os.environ.get("DREAMCACHE_FAST", "").strip().lower()
+    if flag in ("0", "false", "no", "off"):
+        return False
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    return bool(os.environ.get("CI") or os.environ.get("PYTEST_VERSION") or os.environ.get("PYTEST_CURRENT_TEST"))
+
+
+class Wrong(Exception):
+    """Raised by a checker with a plain-words explanation of what is wrong."""
+
+
+class Unfilled(Exception):
+    """The learner has not filled the placeholder in yet."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    checker: Callable          # checker(answer, **context) -> success message, or raises Wrong
+    solution_file: str         # in notebooks/solutions/
+    solution_name: str
+    kind: str = "value"        # "value": a solution that is callable gets called with the context
+
+
+def _call(fn, *args, **kwargs):
+    """Call the learner's function; `...` returned or NotImplementedError mean "not done yet"."""
+    if not callable(fn):
+        raise Wrong(f"this exercise wants a function, got {type(fn).__name__}")
+    try:
+        result = fn(*args, **kwargs)
+    except NotImplementedError as err:
+        raise Unfilled from err
+    if result is Ellipsis:
+        raise Unfilled
+    return result
+
+
+def _number(answer, what: str) -> float:
+    if isinstance(answer, torch.Tensor) and answer.numel() == 1:
+        answer = answer.item()
+    if isinstance(answer, (bool, np.bool_)) or not isinstance(answer, (int, float, np.integer, np.floating)):
+        raise Wrong(f"{what} should be a number, got {type(answer).__name__} {answer!r}")
+    return float(answer)
+
+
+# -- notebook 01 -----------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _report(arch: str, resolution: int) -> dict:
+    from .report import architecture_report
+    return architecture_report(arch, resolution)
+
+
+def check_cache_bytes(answer) -> str:
+    """01: the fp16 cache of SD 1.5 (paper preset) at 768 px, in bytes."""
+    report, at512 = _report("sd15", 768), _report("sd15", 512)
+    expected, value = report["cache_bytes_fp16"], _number(answer, "the cache size")
+    if value == expected:
+        return (f"{expected:,} bytes ({expected / 2**20:.1f} MiB): {report['cache_tokens_total']:,} tokens, 2.25x "
+                "the 512 px cache, because tokens grow with the image *area*.")
+    values, tokens = expected // 2, report["cache_tokens_total"]
+    known = {
+        values: "that is the number of cached *values*; fp16 stores each value in 2 bytes.",
+        2 * expected: "that is the fp32 size (4 bytes per value); the cache is stored in fp16, 2 bytes.",
+        tokens: "that is the number of *tokens*; each token holds C values (1280, 1280, 640, 640, 320).",
+        2 * tokens: "that counts 2 bytes per token, but each token is a vector of C channels.",
+        at512["cache_bytes_fp16"]: "that is the 512 px size; at 768 px the latent is 96x96, not 64x64.",
+        at512["cache_bytes_fp16"] * 1.5: "you scaled the 512 px size by 768/512 = 1.5, but the token count "
+                                         "grows with the area: (768/512)^2 = 2.25.",
+    }
+    for wrong_value, why in known.items():
+        if abs(value - wrong_value) < 0.5:
+            raise Wrong(why)
+    if abs(value - expected) / expected < 0.02:
+        raise Wrong("close, but give the exact number of bytes (an integer), not a rounded one.")
+    raise Wrong(f"not quite ({value:,.0f} is {value / expected:.2f}x the right size). Recipe: latent side = "
+                "768 / 8; each paper layer's grid is that side divided by 2 per UNet level below full "
+                "resolution (mid 8, up_blocks.1 4, up_blocks.2 2, up_blocks.3 1); tokens = h*w; "
+                "bytes = sum(tokens * channels) * 2.")
+
+
+def check_token_counts(answer) -> str:
+    """01: a function resolution -> {layer: tokens} for SD 1.5's paper layers."""
+    for resolution in (512, 768, 256, 1024):
+        report = _report("sd15", resolution)
+        expected = dict(zip(report["layers"], report["cache_tokens"]))
+        got = _call(answer, resolution)
+        if not isinstance(got, dict):
+            raise Wrong(f"return a dict {{layer name: number of tokens}}, got {type(got).__name__}")
+        if set(got) != set(expected):
+            raise Wrong(f"the keys should be the five paper layers {list(expected)}; missing "
+                        f"{sorted(set(expected) - set(got))}, unexpected {sorted(set(got) - set(expected))}")
+        for name, tokens in expected.items():
+            value = got[name]
+            if isinstance(value, (tuple, list)):
+                raise Wrong(f"{name}: you returned the grid {tuple(value)}; the token count is h * w.")
+            value = _number(value, f"the token count of {name}")
+            if value == tokens:
+                continue
+            side = int(round(tokens ** 0.5))
+            if value == side:
+                raise Wrong(f"{name} at {resolution} px: {value:.0f} is the grid *side*; tokens = h * w.")
+            if value == (resolution // 8) ** 2:
+                raise Wrong(f"{name} at {resolution} px: that is the full latent grid; deeper UNet levels "
+                            "are downsampled 2x per level (mid 8x, up_blocks.1 4x, up_blocks.2 2x).")
+            if resolution != 512 and value == dict(zip(_report("sd15", 512)["layers"],
+                                                       _report("sd15", 512)["cache_tokens"]))[name]:
+                raise Wrong(f"right at 512 px but not at {resolution} px: derive the grids from `resolution` "
+                            "instead of hard-coding the 512 px ones.")
+            raise Wrong(f"{name} at {resolution} px: you say {value:.0f} tokens, the UNet makes "
+                        f"{tokens} ({side}x{side}).")
+    return "your formula matches the UNet at 256, 512, 768 and 1024 px."
+
+
+def _hooked_modules(unet) -> list[str]:
+    return [name for name, m in unet.named_modules() if m._forward_pre_hooks or m._forward_hooks]
+
+
+def check_block_input(answer, unet, noisy, timestep, text, layer) -> str:
+    """01: a function (unet, noisy, timestep, text, layer) -> that layer's input as tokens (B, H*W, C)."""
+    from .cache import capture_block_inputs
+
+    before = set(_hooked_modules(unet))
+    got = _call(answer, unet, noisy, timestep, text, layer)
+    left = sorted(set(_hooked_modules(unet)) - before)
+    if left:
+        for name in left:  # clean up for the learner, then explain
+            module = dict(unet.named_modules())[name]
+            module._forward_pre_hooks.clear()
+            module._forward_hooks.clear()
+        raise Wrong(f"your hook is still registered on {left} after the function returned (removed it for you "
+                    "now): call handle.remove(), ideally in a `finally:` or use `with capture_block_inputs(...)`.")
+    if not isinstance(got, torch.Tensor):
+        raise Wrong(f"return a torch.Tensor of tokens, got {type(got).__name__}")
+    modules = dict(unet.named_modules())
+    outputs = {}
+    handle = modules[layer].register_forward_hook(lambda m, a, out: outputs.__setitem__("out", out[0]))
+    try:
+        with torch.no_grad(), capture_block_inputs(unet, [i for i, _ in _transformer_names(unet)]) as inputs:
+            unet(noisy, timestep, encoder_hidden_states=text)
+    finally:
+        handle.remove()
+    raw = inputs[layer].float().cpu()
+    expected = raw.flatten(2).transpose(1, 2)
+    got = got.detach().to("cpu", torch.float32)
+
+    def close(a, b):
+        return a.shape == b.shape and torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+    if close(got, expected):
+        return f"{layer}: {expected.shape[1]} tokens of {expected.shape[2]} channels, straight from a pre-hook."
+    if close(got, raw):
+        raise Wrong(f"right values, but still a feature map {tuple(raw.shape)}: flatten to tokens "
+                    "(B, H*W, C) with .flatten(2).transpose(1, 2).")
+    if close(got, raw.flatten(2)):
+        raise Wrong("the axes are (B, C, H*W): tokens go (B, H*W, C) -- add .transpose(1, 2).")
+    if got.shape != expected.shape:
+        same = [n for n, t in inputs.items() if t.flatten(2).transpose(1, 2).shape == got.shape]
+        hint = f" (that is the shape of {same[0]}'s input: did you hook another layer?)" if same else ""
+        raise Wrong(f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}{hint}")
+    if "out" in outputs and close(got, outputs["out"].flatten(2).transpose(1, 2).float().cpu()):
+        raise Wrong("those are the block's *outputs*: a forward pre-hook (register_forward_pre_hook) sees the input.")
+    for name, tensor in inputs.items():
+        if name != layer and close(got, tensor.flatten(2).transpose(1, 2).float().cpu()):
+            raise Wrong(f"those are the inputs of {name}, not of {layer}.")
+    raise Wrong("right shape, wrong values: run the UNet on `noisy` at `timestep` with the `text` given, "
+                "and keep args[0] of the hooked module.")
+
+
+def _transformer_names(unet):
+    from .layers import list_transformers
+    return [(i.name, i) for i in list_transformers(unet)]
+
+
+# -- notebook 02 -----------------------------------------------------------------------------------
+def check_layer_guess(answer, scores: dict) -> str:
+    """02: a prediction (a layer name) of which layer carries most identity; scores: layer -> accuracy."""
+    if not isinstance(answer, str):
+        raise Wrong(f"give a layer name (a string), one of {list(scores)}")
+    if answer not in scores:
+        raise Wrong(f"{answer!r} is not one of the sweep's layers: {list(scores)}")
+    ranking = sorted(scores, key=scores.get, reverse=True)
+    rank, best = ranking.index(answer) + 1, ranking[0]
+    verdict = "spot on" if rank == 1 else ("close" if rank <= 3 else "a surprise, then")
+    return (f"{answer} ranks {rank} of {len(ranking)} (accuracy {scores[answer]:.2f}; best {best} "
+            f"{scores[best]:.2f}): {verdict}.")
+
+
+def check_top1_retrieval(answer, dist, labels) -> str:
+    """02: a function (dist, labels) -> top-1 retrieval accuracy from a distance matrix."""
+    from .analysis import top1_from_distances
+
+    def run(d, y):
+        value = _call(answer, np.array(d, dtype=np.float64), np.array(y))
+        return _number(value, "the retrieval accuracy")
+
+    # four points on a line, labels [0, 0, 1, 1]; nearest others: 1, 1.8, 1, 1.8 -> two hits of four
+    pos = np.array([0.0, 1.0, 1.8, 4.0])
+    toy_dist, toy_labels = np.abs(pos[:, None] - pos[None]), np.array([0, 0, 1, 1])
+    right = top1_from_distances(toy_dist, toy_labels)  # 0.5 (self-matches: 1.0, farthest: 0.25)
+    got = run(toy_dist, toy_labels)
+    if got == 1.0:
+        raise Wrong("each sample found *itself* (distance 0 on the diagonal): exclude it, e.g. set the "
+                    "diagonal to +inf before taking the nearest neighbour.")
+    if got == 0.25:
+        raise Wrong("you took the *farthest* neighbour: retrieval picks the smallest distance (argmin).")
+    if got == right * len(toy_labels):
+        raise Wrong("return a fraction between 0 and 1 (mean of hits), not the number of hits.")
+    if not np.isclose(got, right):
+        raise Wrong(f"on 4 points at 0, 1, 1.8, 4 with labels [0, 0, 1, 1] your function gives {got}; the "
+                    f"nearest *other* points are 1, 1.8, 1, 1.8 (2 hits of 4), so the answer is {right}.")
+    dist = np.asarray(dist, np.float64)
+    expected = top1_from_distances(dist, labels)
+    got = run(dist, labels)
+    if not np.isclose(got, expected, atol=1e-9):
+        raise Wrong(f"right on the toy case but {got:.4f} on the notebook's features, expected {expected:.4f}: "
+                    "did you change `dist` in place, or break ties differently?")
+    return f"top-1 retrieval {expected:.3f} (chance is about {_retrieval_chance(labels):.3f})."
+
+
+def _retrieval_chance(labels) -> float:
+    from .analysis import chance_level
+    return chance_level(labels, "retrieval")
+
+
+TREND_CHOICES = {
+    "a": "identity *drops* as the caching timestep grows",
+    "b": "identity *rises* as the caching timestep grows",
+    "c": "the caching timestep barely matters (changes under 0.03)",
+}
+
+
+def measured_trend(scores: np.ndarray, timesteps) -> tuple[str, np.ndarray]:
+    """Which TREND_CHOICES letter the sweep supports: mean over layers, last vs first timestep."""
+    mean = np.asarray(scores).mean(0)
+    change = mean[np.argmax(timesteps)] - mean[np.argmin(timesteps)]
+    return ("a" if change < -0.03 else "b" if change > 0.03 else "c"), mean
+
+
+def check_timestep_trend(answer, scores, timesteps) -> str:
+    """02: which statement (a/b/c) matches *this* sweep (scores: layers x timesteps)."""
+    if not isinstance(answer, str) or answer.strip().lower() not in TREND_CHOICES:
+        raise Wrong(f"answer with one letter: {', '.join(f'{k}) {v}' for k, v in TREND_CHOICES.items())}")
+    letter, mean = measured_trend(scores, timesteps)
+    row = ", ".join(f"t={t}: {m:.2f}" for t, m in zip(timesteps, mean))
+    if answer.strip().lower() != letter:
+        raise Wrong(f"look at the heatmap's columns again: averaged over layers the sweep gives {row}, "
+                    f"which says {letter}) {TREND_CHOICES[letter]}.")
+    why = {"a": "noise at larger t hides exactly the fine detail (exact colour, pattern, glyph) that makes "
+                "an identity; the UNet's features then describe a blurrier subject -- why the paper caches at t = 1.",
+           "b": "unexpected for a trained backbone; the paper chose t = 1. Check the folds' spread before "
+                "believing it.",
+           "c": "over this range the noise is not yet strong enough to erase what the probe reads."}[letter]
+    return f"averaged over layers: {row}. {why}"
+
+
+EXERCISES = {
+    "01.cache_bytes": Exercise(check_cache_bytes, "01_feature_caching.py", "cache_bytes_768"),
+    "01.token_counts": Exercise(check_token_counts, "01_feature_caching.py", "sd15_token_counts", "function"),
+    "01.block_input": Exercise(check_block_input, "01_feature_caching.py", "block_input_tokens", "function"),
+    "02.layer_guess": Exercise(check_layer_guess, "02_layer_timestep_selection.py", "layer_guess"),
+    "02.top1_retrieval": Exercise(check_top1_retrieval, "02_layer_timestep_selection.py", "top1_retrieval",
+                                  "function"),
+    "02.timestep_trend": Exercise(check_timestep_trend, "02_layer_timestep_selection.py", "timestep_trend"),
+}
+
+
+def solutions_dir() -> Path:
+    """`notebooks/solutions/`: next to the running notebook, or in the repository of this package."""
+    for candidate in (Path.cwd() / "solutions", Path.cwd() / "notebooks" / "solutions",
+                      REPO / "notebooks" / "solutions"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("cannot find notebooks/solutions/ (run the notebook from the repository)")
+
+
+def load_solution(exercise: str, **context):
+    """The reference answer of `exercise` (a value, or the function for function exercises)."""
+    spec = EXERCISES[exercise]
+    path = solutions_dir() / spec.solution_file
+    module_spec = importlib.util.spec_from_file_location(f"solutions_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    solution = getattr(module, spec.solution_name)
+    if spec.kind == "value" and callable(solution):
+        solution = solution(**context)
+    return solution
+
+
+def evaluate(exercise: str, answer, **context) -> tuple[bool | None, str]:
+    """(verdict, message) for the learner's `answer`: True right, False wrong, None not done yet.
+
+    An unfilled placeholder in fast mode is replaced by the reference solution; if that fails its
+    own checker, AssertionError (CI must notice a checker and its solution disagreeing).
+    """
+    if exercise not in EXERCISES:
+        raise KeyError(f"unknown exercise {exercise!r}; known: {', '.join(EXERCISES)}")
+    spec = EXERCISES[exercise]
+    try:
+        if answer is Ellipsis:
+            raise Unfilled
+        return True, f"✓ Exercise {exercise}: {spec.checker(answer, **context)}"
+    except Wrong as wrong:
+        return False, f"✗ Exercise {exercise}: {wrong}"
+    except Unfilled:
+        pass
+    if not fast_mode():
+        return None, (f"✎ Exercise {exercise} is not done yet: replace the `...` with your answer and run this "
+                      f"cell again. (Stuck? notebooks/solutions/{spec.solution_file} has a reference solution.)")
+    solution = load_solution(exercise, **context)
+    try:
+        message = spec.checker(solution, **context)
+    except (Wrong, Unfilled) as err:
+        raise AssertionError(f"the reference solution of exercise {exercise} fails its own checker: "
+                             f"{err or 'not filled in'}") from err
+    return True, f"✓ Exercise {exercise} [fast mode: placeholder left empty, checked the reference solution]: {message}"
+
+
+def check(exercise: str, answer, **context) -> None:
+    """The notebooks' self-check: print whether `answer` is right, and if not, what is wrong."""
+    print(evaluate(exercise, answer, **context)[1])

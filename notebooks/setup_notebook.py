@@ -1,0 +1,84 @@
+"""The one setup every notebook runs first: paths, fast mode, device, seeds, the backbone.
+
+    from setup_notebook import setup
+    nb = setup("tiny", seed=0)      # prints a one-line summary
+    nb.pipe, nb.fast, nb.device, nb.figure("01_x.png")
+
+Fast mode (`nb.fast`) is on in CI and test runs: env DREAMCACHE_FAST=1, or CI set, or under pytest
+(nbval); DREAMCACHE_FAST=0 forces the full mode. Env DREAMCACHE_BACKBONE overrides the notebook's
+backbone choice without editing it (e.g. a local SD 1.5 folder).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parent.parent   # the repository, whatever the working directory
+FIGURES = ROOT / "figures"
+if str(ROOT) not in sys.path:                   # works without `pip install -e .` too
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from dreamcache_lite.exercises import fast_mode  # noqa: E402
+
+
+def pick_device() -> torch.device:
+    """CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def figure_path(name: str) -> Path:
+    """Where a notebook figure goes: figures/<name> in the repository (folder created)."""
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    return FIGURES / name
+
+
+def quiet_libraries() -> None:
+    """Keep notebook outputs to what the lesson prints: no loading bars, no deprecation chatter."""
+    import warnings
+
+    import diffusers
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def setup(backbone: str = "tiny", seed: int = 0, load: bool = True) -> SimpleNamespace:
+    """Seed, pick the device, decide fast mode and load the backbone (a diffusers pipeline)."""
+    start = time.perf_counter()
+    quiet_libraries()
+    seed_everything(seed)
+    device = pick_device()
+    fast = fast_mode()
+    backbone = os.environ.get("DREAMCACHE_BACKBONE") or backbone
+    pipe = None
+    if load:
+        from dreamcache_lite.backbones import load_pipeline
+        dtype = torch.float16 if device.type == "cuda" and backbone != "tiny" else torch.float32
+        pipe = load_pipeline(backbone, device=device, dtype=dtype)
+    print(f"device {device} · {'FAST' if fast else 'full'} mode · backbone {backbone} · seed {seed} "
+          f"· torch {torch.__version__} · set up in {time.perf_counter() - start:.1f} s")
+    name = Path(backbone).name if os.sep in backbone else backbone   # short, for figure titles
+    return SimpleNamespace(pipe=pipe, fast=fast, device=device, seed=seed, backbone=backbone, name=name,
+                           root=ROOT, figures=FIGURES, figure=figure_path)
