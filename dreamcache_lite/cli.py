@@ -104,8 +104,10 @@ def cmd_evaluate(args) -> int:
 
     dc = _pipeline(args)
     proto = protocol(fast=args.fast, seeds=args.seeds, identities=args.identities, steps=args.steps)
+    from .oracle import Oracle
+
     summary, rows = evaluate(args.method, dc, proto, text_scale=args.text_scale, ref_scale=args.ref_scale,
-                             progress=not args.json)
+                             progress=not args.json, oracle=Oracle.load(args.oracle))
     if args.csv:
         from .figures import write_rows
 
@@ -207,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--identities", type=int, default=None)
     p.add_argument("--csv", default=None, help="write one row per image here")
+    p.add_argument("--oracle", default=None, help="oracle weights (default: the shipped ones)")
     p.add_argument("--json", action="store_true")
     backbone_options(p)
     generation_options(p)

@@ -62,3 +62,16 @@ def assemble_pipeline(vae, text_encoder, tokenizer, unet) -> StableDiffusionPipe
     return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=sampling_scheduler(), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
+
+
+def random_pipeline(seed: int = 0) -> StableDiffusionPipeline:
+    """The embedded backbone's architecture with random weights (tests; the notebooks before it ships)."""
+    import torch
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    vae = build_vae()
+    vae.register_to_config(scaling_factor=1.0)
+    pipe = assemble_pipeline(vae, build_text_encoder(tokenizer).eval(), tokenizer, build_unet().eval())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -74,9 +74,16 @@ def setup(backbone: str = "tiny", seed: int = 0, load: bool = True) -> SimpleNam
     backbone = os.environ.get("DREAMCACHE_BACKBONE") or backbone
     pipe = None
     if load:
-        from dreamcache_lite.backbones import load_pipeline
+        from dreamcache_lite.backbones import TINY_BACKBONE, load_pipeline
+        from dreamcache_lite.tiny_backbone import random_pipeline
         dtype = torch.float16 if device.type == "cuda" and backbone != "tiny" else torch.float32
-        pipe = load_pipeline(backbone, device=device, dtype=dtype)
+        if backbone == "tiny" and not (TINY_BACKBONE / "manifest.json").is_file():
+            # Until the trained backbone ships, the code still runs on its architecture, untrained.
+            print("NOTE: the trained tiny backbone is not in this checkout yet: using RANDOM weights of its "
+                  "architecture. Shapes, sizes and code paths are real; learned numbers are not meaningful.")
+            pipe = random_pipeline(seed).to(device)
+        else:
+            pipe = load_pipeline(backbone, device=device, dtype=dtype)
     print(f"device {device} · {'FAST' if fast else 'full'} mode · backbone {backbone} · seed {seed} "
           f"· torch {torch.__version__} · set up in {time.perf_counter() - start:.1f} s")
     name = Path(backbone).name if os.sep in backbone else backbone   # short, for figure titles

@@ -39,11 +39,6 @@ def inputs():
 
 def random_tiny_pipeline(seed: int = 0):
     """The embedded backbone's architecture with random weights: for tests that need a whole pipeline."""
-    from dreamcache_lite.tiny_backbone import (assemble_pipeline, build_text_encoder, build_tokenizer,
-                                               build_unet, build_vae)
+    from dreamcache_lite.tiny_backbone import random_pipeline
 
-    torch.manual_seed(seed)
-    tokenizer = build_tokenizer()
-    pipe = assemble_pipeline(build_vae(), build_text_encoder(tokenizer), tokenizer, build_unet())
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return random_pipeline(seed)

@@ -1,15 +1,24 @@
 """Issues 3-4: the toy bench runs end to end and reports the contract's keys."""
 
 import pytest
+import torch
 
 from conftest import random_tiny_pipeline
 from dreamcache_lite import toyworld as tw
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.evaluation import Protocol, evaluate
+from dreamcache_lite.oracle import Oracle
 from dreamcache_lite.pipeline import DreamCachePipeline
 
 KEYS = {"class_accuracy", "prompt_fidelity", "subject_fidelity", "images", "seconds", "extra_params",
         "setup_seconds", "seconds_per_image"}
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    """Untrained: these tests check the bench's machinery, not the oracle's skill (tests/test_oracle.py)."""
+    torch.manual_seed(0)
+    return Oracle().eval()
 
 
 @pytest.fixture(scope="module")
@@ -19,16 +28,16 @@ def dc():
 
 
 @pytest.mark.parametrize("method", ["text", "text-described", "dreamcache"])
-def test_toy_bench_reports_the_contract(dc, method):
+def test_toy_bench_reports_the_contract(dc, oracle, method):
     ids = tw.benchmark_identities()
     proto = Protocol(identities=[ids[0], ids[6]], seeds=[0], prompts=tw.BENCHMARK_PROMPTS[:2], steps=2)
-    summary, rows = evaluate(method, dc, proto, progress=False)
+    summary, rows = evaluate(method, dc, proto, progress=False, oracle=oracle)
     assert KEYS <= set(summary)
     assert summary["images"] == len(rows) == 4
     assert all(0 <= r["subject_fidelity"] <= 1 and 0 <= r["prompt_fidelity"] <= 1 for r in rows)
     assert (summary["extra_params"] > 0) == (method == "dreamcache")
 
 
-def test_unknown_method_is_refused(dc):
+def test_unknown_method_is_refused(dc, oracle):
     with pytest.raises(ValueError, match="text, text-described, dreamcache"):
-        evaluate("magic", dc, Protocol(identities=[], seeds=[0]), progress=False)
+        evaluate("magic", dc, Protocol(identities=[], seeds=[0]), progress=False, oracle=oracle)

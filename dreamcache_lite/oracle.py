@@ -1,0 +1,331 @@
+"""The oracle: a small CNN that reads every toy-world attribute back from pixels.
+
+Real DreamBench scores a generated image with DINO / CLIP-I (is it the same subject?) and CLIP-T
+(does it follow the prompt?). In the toy world we can do better than an opaque feature cosine:
+every render comes from a parameter record, so a network trained on renders can *read the record
+back* -- class, background, accessory, pattern type, exact body and pattern colours, the 3x3 glyph,
+size and position -- and the metrics become interpretable:
+
+- :func:`subject_fidelity` (DINO/CLIP-I analogue): of the identity details that words cannot carry
+  (pattern type, glyph bits, exact body colour, exact pattern colour), which ones survived?
+- :func:`prompt_fidelity` (CLIP-T analogue): of the things the prompt asked for (class, background,
+  accessory, recolour, tiny/giant), which ones were rendered?
+- :func:`embedding_cosine`: a plain feature cosine on the oracle's penultimate layer, for readers
+  who want the DINO-style number too.
+
+The glyph: a scene's horizontal flip mirrors the silhouette and accessories but ``toyworld.render``
+draws pattern and glyph in the viewer's frame, so the glyph bits in any scene render are exactly the
+identity's bits and the oracle predicts those. (Pixel-flipped references, ``reference_from_target``
+with ``flip_p > 0``, *do* mirror the glyph; the oracle is not trained on them and would read the
+mirrored bits.)
+
+The weights ship in ``assets/oracle/`` and were made by ``scripts/train_oracle.py`` (its
+``manifest.json`` records the command, the held-out accuracy and the chance level below).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from . import toyworld as tw
+
+DEFAULT_PATH = Path(__file__).parent / "assets" / "oracle" / "oracle.safetensors"
+CATEGORICAL = {"class": tw.CLASSES, "background": tw.BACKGROUNDS, "accessory": tw.ACCESSORIES,
+               "pattern": tw.PATTERNS}
+N_GLYPH = 9
+SCALE_NORM = 64.0  # x, y are regressed in units of the image side
+GEOMETRY = ("scale", "x", "y", "glyph_y")  # regressed; the glyph's centre x is the subject's x
+GLYPH_CROP = 0.45  # half-side of the glyph crop in subject units (cells +-0.3, frame 0.06, margin)
+SUBJECT_CROP = (-0.4, 1.6)  # subject crop centre v and half-side, subject units
+SUBJECT_SIDE = 48           # crop pixels: ~1 px per image pixel at normal size, so stripes don't alias
+# Two-tone patterns that cover exactly half the body: which colour is "the body" shows only in the
+# one-pixel outline (0.45 x body colour), which blur or a VAE erases. Swapping the two colours is
+# a phase shift of the same picture, so colour comparisons accept either assignment for these.
+HALF_PATTERNS = ("stripes", "checks")
+
+# Two colours "match" when their RGB distance (in [0,1]^3) is below this. On held-out clean renders
+# the oracle's body-colour error has median 0.002 (the colour is an average of crop pixels) and is
+# below 0.08 for 90% of images; the rest are gross misreads no tolerance would rescue. Two random
+# identities' body colours lie 0.56 apart (median) and only 1% of pairs (2.4% of pattern colours)
+# fall within 0.12, so 0.12 accepts the oracle's own error and rejects a different shade. (The
+# tiny backbone's VAE at 1000 steps shifts colours by 0.1-0.2 on its own: that is generation
+# error, and subject fidelity is meant to see it.)
+COLOUR_TOLERANCE = 0.12
+# Size words from the read scale: tiny scenes use scale 0.4-0.5, normal 0.9-1.15 (references
+# 0.7-1.2), giant 1.55-1.7; the thresholds sit in the gaps.
+TINY_BELOW, GIANT_ABOVE = 0.6, 1.35
+# Mean subject fidelity of a render scored against *another* benchmark identity, measured by
+# scripts/train_oracle.py with the shipped weights (see `subject_chance`; 0.212 on the benchmark
+# prompt scenes, 0.214 on random scenes). A method that ignores the reference scores about this;
+# the true subject's clean render scores ~0.92.
+SUBJECT_CHANCE = 0.21
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+def _coords(batch: int, size: int, device) -> torch.Tensor:
+    """Two coordinate channels (CoordConv): position regression needs to know where pixels are,
+    which global pooling would otherwise throw away."""
+    ramp = torch.linspace(-1, 1, size, device=device)
+    yy, xx = torch.meshgrid(ramp, ramp, indexing="ij")
+    return torch.stack([xx, yy]).expand(batch, 2, size, size)
+
+
+def crop(x: torch.Tensor, cx, cy, half, side: int) -> torch.Tensor:
+    """Resample square regions (centre `cx`, `cy`, half-side `half`, all (B,) tensors in pixels)
+    onto `side` x `side` grids: a differentiable, batched crop-and-resize."""
+    t = torch.linspace(-1, 1, side, device=x.device)[None]
+    gx = (cx[:, None] + t * half[:, None]) / (tw.SIZE - 1) * 2 - 1  # align_corners=True
+    gy = (cy[:, None] + t * half[:, None]) / (tw.SIZE - 1) * 2 - 1
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), -1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def subject_crop(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """The subject in canonical size: `where` rows are (x, y, glyph_y, scale); the crop spans
+    u in [-1.6, 1.6], v in [-2.0, 1.2] subject units (room for a hat above the head)."""
+    r = tw.R_BASE * where[:, 3]
+    return crop(x, where[:, 0], where[:, 1] + SUBJECT_CROP[0] * r, SUBJECT_CROP[1] * r, SUBJECT_SIDE)
+
+
+def glyph_crop(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """The glyph in canonical size: +-GLYPH_CROP subject units around the glyph centre, so the
+    3x3 cells land on the same crop pixels at any scale."""
+    r = tw.R_BASE * where[:, 3]
+    return crop(x, where[:, 0], where[:, 2], GLYPH_CROP * r, 16)
+
+
+class Oracle(nn.Module):
+    """Find the subject, then read it at a canonical size (a tiny two-stage detector).
+
+    1. `trunk` reads the whole 64x64 picture: background, the subject's placement (scale, centre,
+       glyph centre; CoordConv input so positions are easy) and, as an auxiliary, a 16x16 subject
+       mask -- dense "where is the subject" supervision that makes the placement learn fast.
+    2. `reader` sees the subject resampled to a canonical 48x48 crop (`subject_crop`), so a tiny
+       subject looks like a giant one: class, accessory, pattern type. Colours are not regressed
+       from features: the reader predicts where the body (and the pattern) is, and the colour is
+       the attention-weighted mean of those crop *pixels* -- exact for flat colours, robust to
+       noise, and quick to learn.
+    3. `glyph_reader` sees the 3x3 glyph resampled to 16x16 (`glyph_crop`) and reads 9 bits.
+    The trunk's and the reader's pooled features go through a BatchNorm'd `neck` whose output is
+    the embedding; the categorical heads read it. Training crops at the true placement, jittered
+    by about the trunk's regression error; `read` crops where the trunk says."""
+
+    def __init__(self, width: int = 16, embed_dim: int = 256):
+        super().__init__()
+        self.config = dict(width=width, embed_dim=embed_dim)
+        w = width
+        self.trunk = nn.Sequential(
+            _conv(5, w), _conv(w, w, 2), _conv(w, 3 * w // 2), _conv(3 * w // 2, 2 * w, 2),  # 64 -> 16
+            _conv(2 * w, 3 * w))
+        self.mask_head = nn.Conv2d(3 * w, 1, 1)
+        self.trunk_top = nn.Sequential(_conv(3 * w, 4 * w, 2), _conv(4 * w, 6 * w), _conv(6 * w, 6 * w))  # -> 8
+        self.placement = nn.Linear(12 * w, len(GEOMETRY))
+        self.reader_stem = _conv(3, 3 * w // 2)                                     # 48x48
+        self.reader_low = nn.Sequential(_conv(3 * w // 2, 2 * w, 2), _conv(2 * w, 4 * w))  # -> 24
+        # body / pattern attention logits: per pixel (is this pixel's colour the one?) plus
+        # context (which colour is the body; see HALF_PATTERNS for when that is undecidable)
+        self.colour_local, self.colour_context = nn.Conv2d(3 * w // 2, 2, 1), nn.Conv2d(4 * w, 2, 1)
+        self.reader_high = nn.Sequential(_conv(4 * w, 6 * w, 2), _conv(6 * w, 8 * w, 2))                # -> 6
+        self.glyph_reader = nn.Sequential(_conv(3, 32), _conv(32, 48), _conv(48, 64, 2), nn.Flatten(),
+                                          nn.Linear(64 * 8 * 8, N_GLYPH))
+        # BatchNorm here matters: without it most neck units die within a few steps of the
+        # multi-task loss and the heads starve.
+        self.neck = nn.Sequential(nn.Linear(12 * w + 16 * w, embed_dim), nn.BatchNorm1d(embed_dim),
+                                  nn.ReLU(inplace=True))
+        self.heads = nn.ModuleDict({k: nn.Linear(embed_dim, len(v)) for k, v in CATEGORICAL.items()})
+
+    @staticmethod
+    def _pool(h: torch.Tensor) -> torch.Tensor:
+        return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+
+    def _colours(self, stem: torch.Tensor, low: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """(B,2,3): attention-weighted mean crop colour for the body and for the pattern."""
+        context = F.interpolate(self.colour_context(low), size=pixels.shape[-1], mode="bilinear", align_corners=False)
+        attn = (self.colour_local(stem) + context).flatten(2).softmax(-1)  # (B, 2, pixels)
+        return torch.einsum("bkn,bcn->bkc", attn, pixels.flatten(2))
+
+    def forward(self, x: torch.Tensor, where: torch.Tensor | None = None) -> dict:
+        """x: float (B,3,64,64) in [0,1]. Returns raw head outputs (logits, colours), `geometry`
+        (B,4: scale, x/64, y/64, glyph_y/64), `mask` logits (B,16,16) and `features`, the
+        penultimate activations. Crops are taken at `where` (B,4: x, y, glyph_y in pixels,
+        scale) when given, else at the trunk's own placement."""
+        h16 = self.trunk(torch.cat([x * 2 - 1, _coords(x.shape[0], x.shape[-1], x.device)], 1))
+        scene = self._pool(self.trunk_top(h16))
+        geometry = self.placement(scene)
+        if where is None:
+            g = geometry.detach()
+            where = torch.stack([g[:, 1] * SCALE_NORM, g[:, 2] * SCALE_NORM, g[:, 3] * SCALE_NORM, g[:, 0]], 1)
+        pixels = subject_crop(x, where)
+        stem = self.reader_stem(pixels * 2 - 1)
+        low = self.reader_low(stem)
+        colours = self._colours(stem, low, pixels)
+        feats = self.neck(torch.cat([scene, self._pool(self.reader_high(low))], 1))
+        out = {k: head(feats) for k, head in self.heads.items()}
+        out.update(body=colours[:, 0], pattern_colour=colours[:, 1], geometry=geometry,
+                   glyph=self.glyph_reader(glyph_crop(x, where) * 2 - 1), mask=self.mask_head(h16)[:, 0],
+                   features=feats)
+        return out
+
+    # ------------------------------------------------------------------ weights
+    def save(self, path, **metadata) -> None:
+        meta = {"config": json.dumps(self.config), **{k: json.dumps(v) for k, v in metadata.items()}}
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path=None) -> "Oracle":
+        """The shipped oracle (or the weights at `path`): eval mode, float32, CPU, no grads."""
+        path = Path(path or DEFAULT_PATH)
+        if not path.is_file():
+            raise FileNotFoundError(f"oracle weights not found: {path} (train: python scripts/train_oracle.py)")
+        with safe_open(str(path), "pt") as f:
+            config = json.loads(f.metadata()["config"])
+        oracle = cls(**config)
+        oracle.load_state_dict(load_file(str(path)))
+        return oracle.float().eval().requires_grad_(False)
+
+    # ------------------------------------------------------------------ reading
+    @torch.no_grad()
+    def read(self, images, batch_size: int = 256) -> dict:
+        """Read every attribute: `images` uint8 (B,64,64,3) / (64,64,3) numpy or float tensor
+        (B,3,64,64) in [0,1]. Returns numpy arrays keyed like the parameter records."""
+        x = to_tensor(images)
+        device = next(self.parameters()).device
+        outs = [self(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+        out = {k: torch.cat([o[k] for o in outs]).float().cpu() for k in outs[0]}
+        readings = {k: np.array(names)[out[k].argmax(1).numpy()] for k, names in CATEGORICAL.items()}
+        geometry = out["geometry"].numpy()
+        readings.update(body=out["body"].numpy(), pattern_colour=out["pattern_colour"].numpy(),
+                        glyph=out["glyph"].numpy() > 0, scale=geometry[:, 0],
+                        x=geometry[:, 1] * SCALE_NORM, y=geometry[:, 2] * SCALE_NORM,
+                        glyph_y=geometry[:, 3] * SCALE_NORM,
+                        embedding=F.normalize(out["features"], dim=1).numpy())
+        return readings
+
+
+def to_tensor(images) -> torch.Tensor:
+    """uint8 HWC numpy (one image or a batch) or a float BCHW tensor -> float BCHW in [0,1]."""
+    if isinstance(images, torch.Tensor):
+        x = images.float()
+        return x[None] if x.ndim == 3 else x
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.dtype != np.uint8:
+        raise TypeError("numpy images must be uint8 (B,64,64,3); pass floats as a (B,3,64,64) tensor")
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255)
+
+
+def size_word(scale) -> np.ndarray:
+    """'tiny' / 'normal' / 'giant' for read scales (the caption word a scale corresponds to)."""
+    scale = np.asarray(scale)
+    return np.where(scale < TINY_BELOW, "tiny", np.where(scale > GIANT_ABOVE, "giant", "normal"))
+
+
+# ---------------------------------------------------------------------- ground truth
+def attributes(identity: tw.Identity, scene: tw.Scene | None = None) -> dict:
+    """What the oracle should read from `render(identity, scene)`: the training target, and the
+    'perfect readings' for a scene (no scene: the identity's own detail only)."""
+    out = dict(pattern=identity.pattern, pattern_colour=np.array(identity.pattern_colour, np.float32),
+               glyph=np.array(identity.glyph, bool), body=np.array(identity.body, np.float32))
+    out["class"] = identity.class_name
+    if scene is not None:
+        if scene.recolour:
+            out["body"] = np.array(tw.PALETTE[scene.recolour], np.float32)
+        glyph_y = scene.y + tw.ANCHORS[identity.class_name]["glyph"] * tw.R_BASE * scene.scale
+        out.update(background=scene.background, accessory=scene.accessory,
+                   scale=scene.scale, x=scene.x, y=scene.y, glyph_y=glyph_y)
+    return out
+
+
+# ---------------------------------------------------------------------- metrics
+def _colour_match(read, true) -> float:
+    return float(np.linalg.norm(np.asarray(read) - np.asarray(true, np.float32)) < COLOUR_TOLERANCE)
+
+
+def _colour_score(body, pattern_colour, identity: tw.Identity, recoloured: bool) -> list[float]:
+    """Matches for the colours the image should still show: the body colour (not when the prompt
+    recoloured it) and the pattern colour (not for plain subjects). For HALF_PATTERNS the better
+    of the two body/pattern assignments counts."""
+    reads = (body, pattern_colour)
+    wanted = ([] if recoloured else [(0, identity.body)]) + \
+             ([(1, identity.pattern_colour)] if identity.pattern != "plain" else [])
+    direct = [_colour_match(reads[k], true) for k, true in wanted]
+    if identity.pattern not in HALF_PATTERNS:
+        return direct
+    swapped = [_colour_match(reads[1 - k], true) for k, true in wanted]
+    return max(direct, swapped, key=sum)
+
+
+def subject_fidelity(readings: dict, identities, recoloured=None) -> np.ndarray:
+    """Per image in [0,1]: mean over the identity details words cannot carry -- pattern type
+    (0/1), glyph-bit accuracy (fraction), body colour within COLOUR_TOLERANCE (skipped where
+    `recoloured[i]` is truthy: the prompt asked for another colour) and pattern colour within the
+    tolerance (skipped for plain identities, which have none). For stripes/checks either
+    assignment of the two read colours may match (see HALF_PATTERNS)."""
+    n = len(identities)
+    recoloured = [False] * n if recoloured is None else list(recoloured)
+    scores = np.zeros(n)
+    for i, idn in enumerate(identities):
+        parts = [float(readings["pattern"][i] == idn.pattern),
+                 float(np.mean(readings["glyph"][i] == np.asarray(idn.glyph, bool)))]
+        parts += _colour_score(readings["body"][i], readings["pattern_colour"][i], idn, bool(recoloured[i]))
+        scores[i] = np.mean(parts)
+    return scores
+
+
+def subject_chance(readings: dict, identities, recoloured=None) -> float:
+    """Chance level of subject fidelity: each image scored against every *other* identity of the
+    list (the identity it was rendered from is skipped), averaged. `identities[i]` made image i."""
+    distinct = list(dict.fromkeys(identities))
+    n = len(identities)
+    recoloured = [False] * n if recoloured is None else list(recoloured)
+    total, count = 0.0, 0
+    for other in distinct:
+        rows = [i for i in range(n) if identities[i] != other]
+        if rows:
+            sub = {k: v[rows] for k, v in readings.items()}
+            total += subject_fidelity(sub, [other] * len(rows), [recoloured[i] for i in rows]).sum()
+            count += len(rows)
+    return total / count
+
+
+def class_accuracy(readings: dict, identities) -> np.ndarray:
+    """1 where the read class is the identity's class noun."""
+    return (readings["class"] == np.array([idn.class_name for idn in identities])).astype(float)
+
+
+def prompt_fidelity(readings: dict, specs, class_names) -> np.ndarray:
+    """Per image in [0,1]: mean over what the prompt asks for -- class noun, background ('white'
+    when none named), accessory ('none' when none named), the recolour word (colour_name of the
+    read body colour; either read colour for stripes/checks) and tiny/giant (from the read
+    scale) when requested. `specs` are
+    `PromptSpec`s or `Scene`s (both carry background/accessory/recolour/size)."""
+    scores = np.zeros(len(specs))
+    for i, spec in enumerate(specs):
+        parts = [readings["class"][i] == class_names[i], readings["background"][i] == spec.background,
+                 readings["accessory"][i] == spec.accessory]
+        if spec.recolour:  # for a two-tone half pattern either read colour may be the body
+            read = [readings["body"][i]] + ([readings["pattern_colour"][i]]
+                                            if readings["pattern"][i] in HALF_PATTERNS else [])
+            parts.append(any(tw.colour_name(c) == spec.recolour for c in read))
+        if spec.size != "normal":
+            parts.append(size_word(readings["scale"][i]) == spec.size)
+        scores[i] = np.mean(parts)
+    return scores
+
+
+def embedding_cosine(readings_a: dict, readings_b: dict) -> np.ndarray:
+    """Row-wise cosine of the oracle embeddings (already L2-normalised): the DINO-style number.
+    Features are post-ReLU, so the cosine lies in [0,1]."""
+    return np.sum(readings_a["embedding"] * readings_b["embedding"], axis=-1)
