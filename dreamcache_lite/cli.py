@@ -155,6 +155,14 @@ def _run_seconds(out) -> list[float]:
     return sessions + [last]
 
 
+def cmd_convert_official(args) -> int:
+    from .official import convert_official
+
+    meta = convert_official(args.src, args.dst, arch=args.arch)
+    print(f"converted {args.src} -> {args.dst}: {len(meta['blocks'])} adapter blocks for {args.arch}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run
 
@@ -230,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true", help="ignore existing checkpoints")
     p.add_argument("--export", default=None, help="copy the adapters here with a manifest")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("convert-official", help="import the authors' released SD 2.1 adapter checkpoint")
+    p.add_argument("src", help="the released torch state dict (.pt / .ckpt), read with weights_only")
+    p.add_argument("dst", help="output adapter .safetensors")
+    p.add_argument("--arch", default="sd21", choices=["sd21", "sd15"])
+    p.set_defaults(func=cmd_convert_official)
 
     p = sub.add_parser("bench", help="speed figures (ratios measured in one run)")
     p.add_argument("--sections", default="toyworld,tiny", help="comma list of: toyworld, tiny")
