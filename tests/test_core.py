@@ -225,3 +225,18 @@ def test_adapter_file_for_other_layers_or_channels_is_refused(unet, tmp_path):
     wide = make_unet(block_out_channels=[32, 48, 128])
     with pytest.raises(ValueError, match="channel"):
         DreamCacheAdapters.from_file(wide, tmp_path / "decoder.safetensors")
+
+
+def test_sdxl_multi_block_transformers():
+    """SDXL's transformers hold several blocks: every block of a selected transformer gets an adapter,
+    all attending to the one cache of that transformer's input."""
+    report = architecture_report("sdxl", 1024, "paper")
+    assert report["layers"] == ["mid_block.attentions.0", "up_blocks.0.attentions.1", "up_blocks.1.attentions.0",
+                                "up_blocks.1.attentions.2"]
+    assert report["cache_tokens"] == [1024, 1024, 4096, 4096]
+    from dreamcache_lite.backbones import ARCHITECTURES
+
+    unet = ARCHITECTURES["sdxl"].build_unet("meta")
+    adapters = DreamCacheAdapters(unet, "paper")
+    assert len(adapters.processors) == 10 + 10 + 2 + 2
+    assert report["adapter_params"] == sum(6 * d * d + 4 * d for d in [1280] * 20 + [640] * 4)
