@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("evaluate", help="the toy bench, judged by the oracle")
-    p.add_argument("--method", choices=["text", "text-described", "dreamcache"], default="dreamcache")
+    p.add_argument("--method", choices=["text", "text-described", "reference-only", "dreamcache"],
+                   default="dreamcache")
     p.add_argument("--fast", action="store_true", help="3 identities x 25 prompts x 1 seed")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--identities", type=int, default=None)

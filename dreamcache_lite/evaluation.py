@@ -16,8 +16,9 @@ from tqdm.auto import tqdm
 
 from . import oracle as oracle_lib
 from . import toyworld as tw
+from .baselines import generate_reference_only
 
-METHODS = ("text", "text-described", "dreamcache")
+METHODS = ("text", "text-described", "reference-only", "dreamcache")
 
 
 @dataclass
@@ -67,10 +68,14 @@ def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scal
             setup += time.perf_counter() - start
         prompts = prompts_for(method, idn, proto.prompts, seed)
         key = (tuple(prompts), seed)
-        if cache is not None or key not in memo:  # text-only images depend on the words alone
+        if method in ("reference-only", "dreamcache") or key not in memo:  # text-only: the words alone
             start = time.perf_counter()
-            memo[key] = dc(prompts, cache, seed=seed, steps=proto.steps, text_scale=text_scale,
-                           ref_scale=ref_scale, progress=False)
+            if method == "reference-only":
+                memo[key] = generate_reference_only(dc, prompts, reference, seed=seed, steps=proto.steps,
+                                                    text_scale=text_scale)
+            else:
+                memo[key] = dc(prompts, cache, seed=seed, steps=proto.steps, text_scale=text_scale,
+                               ref_scale=ref_scale, progress=False)
             generating += time.perf_counter() - start
             generated += len(prompts)
         images = np.stack([np.asarray(img) for img in memo[key]])

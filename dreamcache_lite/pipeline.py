@@ -82,11 +82,12 @@ class DreamCachePipeline:
     def __call__(self, prompt: str | list[str], cache: FeatureCache | list[FeatureCache] | None = None, *,
                  negative_prompt: str = "", num_images: int = 1, seed: int = 0, steps: int = 50,
                  text_scale: float = 7.5, ref_scale: float = 1.0, callback=None, progress: bool = True,
-                 return_attention: bool = False, output_type: str = "pil"):
+                 return_attention: bool = False, output_type: str = "pil", before_unet=None):
         """Generate `num_images` per prompt (image i of every prompt uses seed `seed + i`).
 
         cache: a reference cache (a list is merged as multi-reference); None = text-only, plain CFG.
-        callback(step, timestep, latents) is called after every step.
+        callback(step, timestep, latents) is called after every step; before_unet(timestep) before every
+        UNet call (the reference-only baseline runs its reference pass there).
         Returns a list of images (and, with `return_attention`, the adapters' attention maps).
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -114,6 +115,8 @@ class DreamCachePipeline:
             for i, t in enumerate(tqdm(scheduler.timesteps, disable=not progress, desc="denoising")):
                 branches = len(conditioning) // n
                 model_in = scheduler.scale_model_input(torch.cat([latents] * branches), t)
+                if before_unet is not None:
+                    before_unet(t)
                 eps = self.pipe.unet(model_in, t, encoder_hidden_states=conditioning).sample.chunk(branches)
                 if cache is None:
                     guided = eps[0] + text_scale * (eps[1] - eps[0])

@@ -27,7 +27,7 @@ def dc():
     return DreamCachePipeline(pipe, DreamCacheAdapters(pipe.unet, "paper"))
 
 
-@pytest.mark.parametrize("method", ["text", "text-described", "dreamcache"])
+@pytest.mark.parametrize("method", ["text", "text-described", "reference-only", "dreamcache"])
 def test_toy_bench_reports_the_contract(dc, oracle, method):
     ids = tw.benchmark_identities()
     proto = Protocol(identities=[ids[0], ids[6]], seeds=[0], prompts=tw.BENCHMARK_PROMPTS[:2], steps=2)
@@ -39,5 +39,5 @@ def test_toy_bench_reports_the_contract(dc, oracle, method):
 
 
 def test_unknown_method_is_refused(dc, oracle):
-    with pytest.raises(ValueError, match="text, text-described, dreamcache"):
+    with pytest.raises(ValueError, match="text, text-described, reference-only, dreamcache"):
         evaluate("magic", dc, Protocol(identities=[], seeds=[0]), progress=False, oracle=oracle)
