@@ -82,15 +82,16 @@ class ReferenceContext:
         self.record_attention = False
         self.attention = {}
 
-    def rows_for(self, batch: int, device) -> torch.Tensor:
+    def rows_for(self, batch: int) -> torch.Tensor:
+        """Cache row per UNet row, on the CPU (small, and deciding on it never waits for a GPU)."""
         if self.rows is not None:
             if len(self.rows) != batch:
                 raise ValueError(f"reference rows has {len(self.rows)} entries but the UNet batch has {batch} rows")
-            return self.rows.to(device)
+            return self.rows
         refs = self.cache.batch_size
         if refs not in (1, batch):
             raise ValueError(f"cache holds {refs} references for a UNet batch of {batch}: pass rows=")
-        return torch.arange(batch, device=device) if refs == batch else torch.zeros(batch, dtype=torch.long, device=device)
+        return torch.arange(batch) if refs == batch else torch.zeros(batch, dtype=torch.long)
 
 
 class DreamCacheProcessor(nn.Module):
@@ -128,23 +129,20 @@ class DreamCacheProcessor(nn.Module):
         ctx = self.context
         if ctx.cache is None:
             return s
-        rows = ctx.rows_for(s.shape[0], s.device)
-        on = rows >= 0
-        if not on.any():
+        rows = ctx.rows_for(s.shape[0])
+        active = (rows >= 0).nonzero().squeeze(1)
+        if len(active) == 0:
             return s
-        x = self.block_input[on]
+        index = active.to(s.device)
+        x = self.block_input.index_select(0, index)
         self._check_grid(x.shape[1])
-        keys, values = self._keys_values(rows[on], x.dtype)
+        keys, values = self._keys_values(rows[active], x.dtype)
         if ctx.record_attention:
             m, ctx.attention[self.name] = self.attn_mem(self.norm_mem(x), keys, values, return_weights=True)
         else:
             m = self.attn_mem(self.norm_mem(x), keys, values)
-        mixed = self.linear_cat(torch.cat([s[on], m], dim=-1))
-        if on.all():
-            return mixed
-        out = s.clone()
-        out[on] = mixed
-        return out
+        mixed = self.linear_cat(torch.cat([s.index_select(0, index), m], dim=-1))
+        return mixed if len(active) == s.shape[0] else s.index_copy(0, index, mixed)
 
     def _check_grid(self, num_tokens: int) -> None:
         h, w = self.context.cache.grids[self.layer]
@@ -156,10 +154,10 @@ class DreamCacheProcessor(nn.Module):
         ctx = self.context
         precomputed = ctx.keys_values.get(id(self))
         if precomputed is not None:
-            return precomputed[0][rows], precomputed[1][rows]
-        tokens = ctx.cache.tokens[self.layer]
-        tokens = tokens.to(device=self.linear_cat.weight.device, dtype=dtype)[rows]
-        return self.attn_mem.keys_values(tokens)
+            index = rows.to(precomputed[0].device)
+            return precomputed[0].index_select(0, index), precomputed[1].index_select(0, index)
+        tokens = ctx.cache.tokens[self.layer].to(device=self.linear_cat.weight.device, dtype=dtype)
+        return self.attn_mem.keys_values(tokens.index_select(0, rows.to(tokens.device)))
 
 
 class DreamCacheAdapters:

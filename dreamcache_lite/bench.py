@@ -14,6 +14,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from . import toyworld as tw
+from .backbones import ARCHITECTURES
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -66,10 +67,100 @@ def bench_tiny(dc, repeats: int = 3) -> dict:
             "threads": torch.get_num_threads()}
 
 
+def _unet_costs(arch: str, resolution: int, device: str, repeats: int) -> tuple[dict, float]:
+    """Seconds of: the plain forward, the forward with adapters + cache, reference-only (two passes),
+    the caching pass — measured interleaved, medians of `repeats`."""
+    from .adapters import DreamCacheAdapters
+    from .baselines import reference_only_attention
+    from .cache import cache_features
+
+    spec = ARCHITECTURES[arch]
+    torch.manual_seed(0)
+    unet = spec.build_unet(device).eval().requires_grad_(False)
+    side = resolution // spec.vae_scale_factor
+    latents = torch.randn(1, 4, side, side, device=device)
+    inputs = spec.dummy_inputs(1, (side, side), device=device)
+    cache = cache_features(unet, latents, **inputs)
+    adapters = DreamCacheAdapters(unet, "paper", init="paper")
+
+    def forward():
+        unet(latents, 500, **inputs)
+
+    def timed(name: str) -> float:
+        """Set-up (installing wrappers, activating the cache) stays outside the clock."""
+        if name == "adapters":
+            with adapters.reference(cache, precompute=True):
+                return _median_seconds(forward, 1)
+        if name == "reference_only":
+            with reference_only_attention(unet) as state:
+                def two_passes():
+                    state["mode"] = "write"
+                    forward()
+                    state["mode"] = "read"
+                    forward()
+                return _median_seconds(two_passes, 1)
+        if name == "caching":
+            return _median_seconds(lambda: cache_features(unet, latents, **inputs), 1)
+        return _median_seconds(forward, 1)
+
+    names = ("plain", "adapters", "reference_only", "caching")
+    times = {name: [] for name in names}
+    with torch.no_grad():
+        for name in names:
+            timed(name)  # warm-up
+        for _ in range(repeats):
+            for name in names:
+                times[name].append(timed(name))
+    adapters.uninstall()
+    cache_mb_fp16 = sum(t.numel() for t in cache.tokens.values()) * 2 / 2**20
+    return {name: statistics.median(t) for name, t in times.items()}, cache_mb_fp16
+
+
+def expected_mac_ratio(arch: str, resolution: int) -> float:
+    """Arithmetic of UNet + adapters (cache keys/values precomputed) over the plain UNet, counted on `meta`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .adapters import DreamCacheAdapters
+    from .cache import cache_features
+
+    spec = ARCHITECTURES[arch]
+    unet = spec.build_unet("meta")
+    side = resolution // spec.vae_scale_factor
+    latents = torch.zeros(1, 4, side, side, device="meta")
+    inputs = spec.dummy_inputs(1, (side, side))
+    cache = cache_features(unet, latents, **inputs)
+    adapters = DreamCacheAdapters(unet, "paper")
+    counts = []
+    for active in (False, True):
+        with FlopCounterMode(display=False) as counter:
+            if active:
+                with adapters.reference(cache):  # keys/values of the cache counted once per call here
+                    unet(latents, 500, **inputs)
+            else:
+                unet(latents, 500, **inputs)
+        counts.append(counter.get_total_flops())
+    return counts[1] / counts[0]
+
+
+def bench_unet(arch: str = "sd15", resolution: int = 512, device: str = "cpu", repeats: int = 3) -> dict:
+    """The cost ratios of issue 7, measured in one run on one device."""
+    seconds, cache_mb_fp16 = _unet_costs(arch, resolution, device, repeats)
+    prefix = f"{arch}_{resolution}"
+    return {"adapter_overhead_ratio": round(seconds["adapters"] / seconds["plain"], 4),
+            "reference_only_ratio": round(seconds["reference_only"] / seconds["plain"], 4),
+            "caching_cost_ratio": round(seconds["caching"] / seconds["plain"], 4),
+            "expected_mac_ratio": round(expected_mac_ratio(arch, resolution), 4),
+            f"{prefix}_plain_forward_seconds": round(seconds["plain"], 3),
+            f"{prefix}_cache_mb_fp16": round(cache_mb_fp16, 3),
+            "unet_bench": f"{arch} at {resolution} px, random weights, batch 1, {device}, median of {repeats}"}
+
+
 def run(sections=("toyworld", "tiny")) -> dict:
     out = {}
     if "toyworld" in sections:
         out.update(bench_toyworld())
+    if "sd15" in sections:
+        out.update(bench_unet("sd15", 512))
     if "tiny" in sections:
         from .backbones import load_pipeline
         from .cli import TINY_ADAPTERS

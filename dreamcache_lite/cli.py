@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert_official)
 
     p = sub.add_parser("bench", help="speed figures (ratios measured in one run)")
-    p.add_argument("--sections", default="toyworld,tiny", help="comma list of: toyworld, tiny")
+    p.add_argument("--sections", default="toyworld,tiny", help="comma list of: toyworld, tiny, sd15 (SD 1.5 at 512 px on the CPU: minutes)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
