@@ -16,4 +16,4 @@ demo: install
 	dreamcache-lite demo
 
 test: install
-	DREAMCACHE_FAST=1 $(PYTHON) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	HF_HUB_OFFLINE=1 DREAMCACHE_FAST=1 $(PYTHON) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
