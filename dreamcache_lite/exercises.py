@@ -355,3 +355,188 @@ def evaluate(exercise: str, answer, **context) -> tuple[bool | None, str]:
 def check(exercise: str, answer, **context) -> None:
     """The notebooks' self-check: print whether `answer` is right, and if not, what is wrong."""
     print(evaluate(exercise, answer, **context)[1])
+
+
+# -- notebook 00 -----------------------------------------------------------------------------------
+def check_unet_calls(answer, steps: int) -> str:
+    """00: how many UNet forward calls DreamCache makes to cache one reference and generate at `steps` steps."""
+    value, expected = _number(answer, "the number of UNet calls"), 1 + steps
+    if value == expected:
+        return (f"1 call to cache the reference + {steps} denoising calls, each one batched call over the three "
+                "guidance branches. The cache is reused at every step (and for every later prompt).")
+    known = {
+        3 * steps: "the three guidance branches run as rows of *one* batched call per step; and caching costs "
+                   "one call.",
+        3 * steps + 1: "right about the cache, but the three branches are rows of one batched call per step.",
+        steps: "that is the denoising loop only: caching the reference is one more UNet call.",
+        2 * steps: "two calls per step is the reference-only baseline (a reference pass every step), not DreamCache.",
+        2 * steps + 1: "the branches are batched: one call per step, plus one call to cache the reference.",
+    }
+    if value in known:
+        raise Wrong(known[value])
+    raise Wrong(f"not quite: count the cache pass (how many times is the reference run?) and the calls per "
+                f"denoising step (the branches are batched) over {steps} steps.")
+
+
+def check_guidance(answer) -> str:
+    """00: a function (e_noref_neg, e_ref_prompt, e_ref_neg, s_txt, s_ref) -> guided noise prediction."""
+    gen = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randn(2, 4, 3, 3, generator=gen) for _ in range(3))
+    s_txt, s_ref = 5.0, 0.7
+    expected = a + s_txt * (b - c) + s_ref * (c - a)
+    got = _call(answer, a.clone(), b.clone(), c.clone(), s_txt, s_ref)
+    if not isinstance(got, torch.Tensor):
+        raise Wrong(f"return a tensor (the guided noise prediction), got {type(got).__name__}")
+    if got.shape != expected.shape:
+        raise Wrong(f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}: combine the three predictions "
+                    "element-wise")
+    if torch.allclose(got, expected, atol=1e-5):
+        return ("eps = e(noref,neg) + s_txt (e(ref,p) - e(ref,neg)) + s_ref (e(ref,neg) - e(noref,neg)): the text "
+                "term is measured *with* the reference on both sides, the reference term *without* the prompt.")
+    if torch.allclose(got, a + s_ref * (b - c) + s_txt * (c - a), atol=1e-5):
+        raise Wrong("the two scales are swapped: s_txt multiplies the prompt's effect (ref,prompt minus ref,neg).")
+    if torch.allclose(got, a + s_txt * (b - a), atol=1e-5):
+        raise Wrong("that is plain classifier-free guidance: the reference term (ref,neg minus noref,neg) is missing, "
+                    "and the text difference should be taken with the reference on both sides.")
+    if torch.allclose(got, c + s_txt * (b - c) + s_ref * (c - a), atol=1e-5):
+        raise Wrong("start from the *unconditional* prediction e(noref, neg), not e(ref, neg).")
+    if torch.allclose(got, a + s_txt * (c - b) + s_ref * (a - c), atol=1e-5):
+        raise Wrong("both differences point the wrong way: guidance pushes *towards* the condition (cond - uncond).")
+    raise Wrong("not the paper's compositional guidance: start at e(noref,neg); add s_txt times "
+                "(e(ref,p) - e(ref,neg)) and s_ref times (e(ref,neg) - e(noref,neg)).")
+
+
+# -- notebook 03 -----------------------------------------------------------------------------------
+def _adapter_block_params(d: int) -> int:
+    from .adapters import DreamCacheProcessor, ReferenceContext
+    with torch.device("meta"):
+        proc = DreamCacheProcessor("x", "x", d, d, 1, ReferenceContext())
+    return sum(p.numel() for p in proc.parameters())
+
+
+def check_params_per_block(answer) -> str:
+    """03: a function d -> the number of parameters of one adapter on a block of width d (cache width d)."""
+    for d in (32, 64, 128, 320, 640, 1280):
+        expected = _adapter_block_params(d)
+        got = _number(_call(answer, d), f"the parameter count for d={d}")
+        if got == expected:
+            continue
+        known = {
+            6 * d * d: "only the weight matrices: add the biases of to_out (d) and linear_cat (d) and the "
+                       "LayerNorm's weight and bias (2d).",
+            6 * d * d + 2 * d: "almost: two bias/scale vectors of size d are missing (to_out and linear_cat have a "
+                               "bias, the LayerNorm has a weight *and* a bias).",
+            5 * d * d + 4 * d: "linear_cat maps the concatenation [s; m] of width 2d to d: its weight is "
+                               "2d x d = 2d^2.",
+            7 * d * d + 5 * d: "to_q, to_k and to_v have no bias in diffusers' Attention (only to_out.0 has one).",
+            4 * d * d + 2 * d: "you counted RefAttn (q, k, v, out) only: add linear_cat (2d^2 + d) and the "
+                               "LayerNorm (2d).",
+        }
+        for value, why in known.items():
+            if got == value:
+                raise Wrong(f"d={d}: {got:,.0f} -- {why}")
+        raise Wrong(f"d={d}: you say {got:,.0f}, the module has {expected:,}. Count: LayerNorm (weight, bias), "
+                    "to_q/to_k/to_v (d x d, no bias), to_out (d x d + bias), linear_cat (2d -> d, + bias).")
+    total = sum(_adapter_block_params(d) for d in (1280, 1280, 640, 640, 320))
+    return (f"6d^2 + 4d: on SD 1.5/2.1's five paper blocks (d = 1280, 1280, 640, 640, 320) that is {total:,}, "
+            "the paper's 25M.")
+
+
+def check_identity_noop(answer) -> str:
+    """03: the largest change |linear_cat([s; m]) - s| an identity-initialised adapter can make (a number)."""
+    value = _number(answer, "the largest change")
+    if value == 0:
+        return ("exactly 0: with W = [I | 0] and b = 0, linear_cat([s; m]) = I s + 0 m + 0 = s for *any* m, so the "
+                "block computes x + s, the frozen model, bit for bit. Training can still start: the gradient "
+                "of the zero block is d(loss)/d(out) times m^T, not zero.")
+    if value == 1:
+        raise Wrong("1 would mean the output changes by the size of m; but the m half of W is all zeros.")
+    raise Wrong(f"{value:g}? Write linear_cat([s; m]) = W_s s + W_m m + b with W = [W_s | W_m] = [I | 0], b = 0: "
+                "what is left of m, and what is W_s s?")
+
+
+DROPOUT_CHOICES = {
+    "a": "regularisation, like dropout in a classifier: it stops the adapters from overfitting to the reference",
+    "b": "it gives reference guidance its 'without reference' term e(noref, .): the model is also asked to "
+         "denoise with no reference, the unconditional side of the s_ref difference",
+    "c": "it makes training faster: dropped rows skip the cache",
+}
+
+
+def check_reference_dropout(answer) -> str:
+    """03: what reference dropout is for (a/b/c)."""
+    if not isinstance(answer, str) or answer.strip().lower() not in DROPOUT_CHOICES:
+        raise Wrong(f"answer with one letter: {'; '.join(f'{k}) {v}' for k, v in DROPOUT_CHOICES.items())}")
+    letter = answer.strip().lower()
+    if letter == "a":
+        raise Wrong("it does not regularise the adapters: a dropped row runs *without* them. Think about which "
+                    "guidance term needs a prediction without the reference.")
+    if letter == "c":
+        raise Wrong("the cache is computed for the whole batch anyway, and the row still runs the UNet; think "
+                    "about the guidance formula's e(noref, neg).")
+    return ("like caption dropout for text guidance, reference dropout is classifier-free guidance's trick for the "
+            "reference. In this package the no-reference branch is the frozen backbone itself (adapters are exact "
+            "no-ops without a cache), so dropped rows give the adapters no gradient: the unconditional term "
+            "is right by construction, and dropout matters where that branch runs through trained weights.")
+
+
+# -- notebook 05 -----------------------------------------------------------------------------------
+def check_top_token(answer, attention) -> str:
+    """05: a function (attention (rows, queries, tokens), row, query) -> the most-attended cache token index."""
+    toy = torch.zeros(2, 3, 5)
+    toy[0, 1, 4], toy[0, 1, 2], toy[1, 1, 0], toy[0, 2, 1] = 0.7, 0.2, 0.9, 0.8
+    got = _call(answer, toy.clone(), 0, 1)
+    if isinstance(got, torch.Tensor) and got.numel() != 1:
+        raise Wrong(f"return one token index (an int), got a tensor of shape {tuple(got.shape)}: pick row and "
+                    "query first, then argmax over the cache tokens.")
+    got = _number(got, "the token index")
+    if got == 0:
+        raise Wrong("you read another batch row: index the row first (attention[row]).")
+    if got == 1 and toy[0, 2].argmax() == 1:
+        raise Wrong("that is the answer for another query: attention[row, query] is the query's row of weights.")
+    if got != 4:
+        raise Wrong(f"on a toy map where row 0, query 1 puts 0.7 on token 4, you return {got:g}: take the argmax "
+                    "over the last axis (the cache tokens) of attention[row, query].")
+    attention = torch.as_tensor(attention)
+    rows, queries, _ = attention.shape
+    for row, query in ((0, 0), (rows - 1, queries // 2), (0, queries - 1)):
+        expected = int(attention[row, query].argmax())
+        got = _number(_call(answer, attention.clone(), row, query), "the token index")
+        if got != expected:
+            raise Wrong(f"right on the toy map but row {row}, query {query} of the notebook's map gives {got:g}, "
+                        f"expected {expected}.")
+    return "argmax over the cache tokens of attention[row, query]; divmod(index, grid width) gives its (y, x)."
+
+
+GLYPH_CHOICES = {
+    "a": "the 16x16 layers have the most channels",
+    "b": "one 16x16 token covers 4x4 image pixels, about one glyph cell (3.4 px): only these layers resolve the "
+         "3x3 glyph; an 8x8 token (8 px) or a 4x4 token (16 px) blends the glyph's cells together",
+    "c": "the 16x16 layers come last in the decoder, so they see the text prompt best",
+}
+
+
+def check_glyph_layer(answer) -> str:
+    """05: why the 16x16 layers carry the glyph (a/b/c)."""
+    if not isinstance(answer, str) or answer.strip().lower() not in GLYPH_CHOICES:
+        raise Wrong(f"answer with one letter: {'; '.join(f'{k}) {v}' for k, v in GLYPH_CHOICES.items())}")
+    letter = answer.strip().lower()
+    if letter == "a":
+        raise Wrong("look at the channels again: the 16x16 layers have the *fewest* (32 on the tiny backbone, "
+                    "320/640 on SD). What they have most of is tokens.")
+    if letter == "c":
+        raise Wrong("the cache is computed with the *empty* prompt; no text is involved. Think about what one "
+                    "token covers in pixels.")
+    return ("resolution: the 64 px image becomes a 16x16 latent (4 px per token), and a glyph cell is 0.2 x 17 = "
+            "3.4 px. Coarser layers summarise the subject (class, colour); fine layers keep where each cell is.")
+
+
+EXERCISES.update({
+    "00.unet_calls": Exercise(check_unet_calls, "00_quick_tour.py", "unet_calls"),
+    "00.guidance": Exercise(check_guidance, "00_quick_tour.py", "guided_eps", "function"),
+    "03.params_per_block": Exercise(check_params_per_block, "03_adapter_training.py", "params_per_block", "function"),
+    "03.identity_noop": Exercise(check_identity_noop, "03_adapter_training.py", "largest_change"),
+    "03.reference_dropout": Exercise(check_reference_dropout, "03_adapter_training.py", "dropout_answer"),
+    "05.top_token": Exercise(check_top_token, "05_feature_visualisation.py", "top_token", "function"),
+    "05.glyph_layer": Exercise(check_glyph_layer, "05_feature_visualisation.py", "glyph_answer"),
+})

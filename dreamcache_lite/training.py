@@ -150,7 +150,8 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss is {loss.item()} at step {step}: training stopped; "
                                                  f"the last checkpoint in {out / 'checkpoints'} is intact")
-                    accelerator.backward(loss)
+                    if loss.requires_grad:  # False when reference dropout removed every row of the batch
+                        accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(list(adapters.parameters()), cfg.max_grad_norm)
                     optimizer.step()

@@ -60,3 +60,9 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     adapters = DreamCacheAdapters(pipe.unet, "paper")
     assert load_checkpoint(checkpoints[-1], {"adapters": adapters})["step"] == 2
     assert all(torch.isfinite(p).all() for p in adapters.parameters())
+
+
+def test_a_batch_with_every_reference_dropped_is_harmless(tmp_path):
+    adapters = train_adapters(small_config(tmp_path, steps=2, reference_dropout=1.0), pipe=random_tiny_pipeline(),
+                              progress=False)
+    assert all(torch.isfinite(p).all() for p in adapters.parameters())
