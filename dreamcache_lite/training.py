@@ -27,6 +27,7 @@ from .backbones import load_pipeline
 from .cache import cache_features
 from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
 from .datasets import caption_dropout, make_dataset
+from .pipeline import DreamCachePipeline
 
 
 @dataclass
@@ -61,20 +62,6 @@ def _generator(cfg: TrainConfig, step: int, micro: int) -> torch.Generator:
     return torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 64 + micro)
 
 
-def _encode_text(pipe, captions: list[str]) -> torch.Tensor:
-    tok = pipe.tokenizer
-    ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
-              return_tensors="pt").input_ids.to(pipe.unet.device)
-    with torch.no_grad():
-        return pipe.text_encoder(ids)[0]
-
-
-def _encode_images(pipe, images: torch.Tensor) -> torch.Tensor:
-    vae = pipe.vae
-    with torch.no_grad():
-        return vae.encode(images.to(vae.device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
-
-
 def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: TrainConfig, gen: torch.Generator):
     """The eps-prediction loss of one micro-batch, the UNet attending to the batch's own references.
 
@@ -82,10 +69,11 @@ def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: Tr
     """
     noise_schedule = pipe.scheduler
     n = len(batch["caption"])
-    text = _encode_text(pipe, caption_dropout(batch["caption"], cfg.caption_dropout, gen))
-    empty = _encode_text(pipe, [""])
-    target = _encode_images(pipe, batch["target"])
-    reference = _encode_images(pipe, batch["reference"])
+    frozen = DreamCachePipeline(pipe)  # the same text/VAE encoding as generation (no grad, frozen parts)
+    text = frozen.encode_text(caption_dropout(batch["caption"], cfg.caption_dropout, gen))
+    empty = frozen.encode_text([""])
+    target = frozen.encode_images(batch["target"])
+    reference = frozen.encode_images(batch["reference"])
     cache = cache_features(pipe.unet, reference, empty, layers=[i.name for i in adapters.layers],
                            timestep=cfg.cache_timestep, scheduler=noise_schedule, generator=gen)
     rows = torch.arange(n)
