@@ -4,6 +4,11 @@ Reference-only attention (the training-free trick of diffusers' community "refer
 at *every* denoising step the reference, noised to that step, runs through the UNet too, and each
 self-attention of the main pass also attends to the reference pass's tokens. No training, but two
 UNet passes per step — the cost DreamCache's one-off cache avoids.
+
+Fine-tuning (DreamBooth): the whole UNet is fine-tuned on the single reference, captioned with a
+rare identifier ("a sks dog"), with prior preservation on images the frozen model makes of the
+class — a per-subject copy of every UNet weight and minutes of set-up, the cost DreamCache's
+zero-shot adapters avoid.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 
 from .images import pil_to_tensor, subject_on_white
+
+IDENTIFIER = "sks"  # DreamBooth's rare token; out of the tiny tokenizer's vocabulary, so [UNK]
 
 
 class _ReferenceOnlyProcessor:
@@ -64,3 +72,49 @@ def generate_reference_only(dc, prompts, reference, *, seed: int = 0, steps: int
 
         return dc(prompts, None, seed=seed, steps=steps, text_scale=text_scale, progress=progress,
                   before_unet=reference_pass, **kwargs)
+
+
+def _shifted(latents: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    """A random shift of the reference latents (edges replicated: the reference is on white): many views of one picture."""
+    dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=generator))
+    padded = F.pad(latents, (max_shift,) * 4, mode="replicate")
+    h, w = latents.shape[-2:]
+    return padded[..., max_shift + dy: max_shift + dy + h, max_shift + dx: max_shift + dx + w]
+
+
+@contextlib.contextmanager
+def dreambooth(dc, reference, class_name: str, *, steps: int = 100, batch_size: int = 4, lr: float = 1e-4,
+               prior_images: int = 8, prior_weight: float = 1.0, seed: int = 0):
+    """Fine-tune `dc`'s UNet on one reference (DreamBooth with prior preservation); restore it on exit.
+
+    Yields the word to put before the class noun in prompts ("sks").
+    """
+    unet, scheduler = dc.pipe.unet, dc.pipe.scheduler
+    original = {k: v.detach().clone() for k, v in unet.state_dict().items()}
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        subject = dc.encode_images(pil_to_tensor([subject_on_white(reference, size=dc.resolution)]))
+        prior = dc([f"a {class_name}"] * prior_images, None, seed=seed, steps=25, progress=False,
+                   output_type="latent")  # what the frozen model makes of the bare class word
+        text = dc.encode_text([f"a {IDENTIFIER} {class_name}", f"a {class_name}"])
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)
+    unet.train().requires_grad_(True)
+    try:
+        for _ in range(steps):
+            views = torch.cat([_shifted(subject, generator) for _ in range(batch_size)])
+            priors = prior[torch.randint(len(prior), (batch_size,), generator=generator)]
+            latents = torch.cat([views, priors])
+            noise = torch.randn(latents.shape, generator=generator)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=generator)
+            cond = text.repeat_interleave(batch_size, dim=0)
+            pred = unet(scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=cond).sample
+            loss = F.mse_loss(pred[:batch_size], noise[:batch_size]) \
+                + prior_weight * F.mse_loss(pred[batch_size:], noise[batch_size:])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        unet.eval().requires_grad_(False)
+        yield IDENTIFIER
+    finally:
+        unet.load_state_dict(original)
+        unet.eval().requires_grad_(False)

@@ -138,7 +138,8 @@ def cmd_evaluate(args) -> int:
     from .oracle import Oracle
 
     summary, rows = evaluate(args.method, dc, proto, text_scale=args.text_scale, ref_scale=args.ref_scale,
-                             progress=not args.json, oracle=Oracle.load(args.oracle))
+                             progress=not args.json, oracle=Oracle.load(args.oracle),
+                             finetune_steps=args.finetune_steps)
     if args.csv:
         from .figures import write_rows
 
@@ -202,6 +203,35 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_dreambench(args) -> int:
+    """DreamBench on real backbones: `generate` its images with DreamCache, `score` any method's images."""
+    import torch
+
+    from . import dreambench
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.action == "score":
+        dreambench.load_dreambench(args.root)  # a wrong path fails now, not after loading the models
+        scorer = dreambench.DreamBenchScorer(args.dino, args.clip, device=device)
+        report = scorer.score(args.root, args.generated, progress=not args.json)
+        if not args.per_subject:
+            del report["per_subject"]
+        print(json.dumps(report) if args.json else json.dumps(report, indent=1))
+        return 0
+    from diffusers import DDIMScheduler
+
+    dc = _pipeline(args)
+    dc.pipe.to(device, torch.float16 if args.fp16 else torch.float32)
+    dc.pipe.scheduler = DDIMScheduler.from_config(dc.pipe.scheduler.config)  # the paper samples with DDIM
+    generate = dreambench.DreamCacheGenerator(dc, steps=args.steps, text_scale=args.text_scale,
+                                              ref_scale=args.ref_scale)
+    counts = dreambench.generate_dreambench(generate, args.root, args.out, images_per_prompt=args.images_per_prompt,
+                                            subjects=args.subjects.split(",") if args.subjects else None,
+                                            prompt_limit=args.prompt_limit, seed=args.seed, token=args.token)
+    print(f"{counts['generated']} image(s) generated, {counts['existing']} already there -> {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamcache-lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -243,8 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("evaluate", help="the toy bench, judged by the oracle")
-    p.add_argument("--method", choices=["text", "text-described", "reference-only", "dreamcache"],
+    p.add_argument("--method", choices=["text", "text-described", "reference-only", "finetune", "dreamcache"],
                    default="dreamcache")
+    p.add_argument("--finetune-steps", type=int, default=100, help="DreamBooth steps per subject (finetune)")
     p.add_argument("--fast", action="store_true", help="3 identities x 25 prompts x 1 seed")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--identities", type=int, default=None)
@@ -281,6 +312,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sections", default="toyworld,tiny", help="comma list of: toyworld, tiny, sd15 (SD 1.5 at 512 px on the CPU: minutes)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("dreambench", help="DreamBench on real backbones: generate, then DINO / CLIP-I / CLIP-T")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("generate", help="25 prompts x N images per subject from its first photo (resumable)")
+    q.add_argument("--root", required=True, help="DreamBench's dataset/ folder (github.com/google/dreambooth)")
+    q.add_argument("--out", required=True, help="writes <subject>/<prompt>_<k>.png here")
+    q.add_argument("--images-per-prompt", type=int, default=4)
+    q.add_argument("--subjects", default=None, help="comma list (default: all 30)")
+    q.add_argument("--prompt-limit", type=int, default=None, help="first N prompts per subject (default: all 25)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--token", default="", help="word before the class noun, for fine-tuned methods (e.g. sks)")
+    q.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    q.add_argument("--fp16", action="store_true", help="half precision (GPU)")
+    backbone_options(q)
+    generation_options(q)
+    q.set_defaults(func=cmd_dreambench, steps=50, text_scale=7.5, ref_scale=0.4)  # the paper's benchmark settings
+    q = actions.add_parser("score", help="DINO, CLIP-I, CLIP-T of generated images (one JSON object)")
+    q.add_argument("--root", required=True, help="DreamBench's dataset/ folder (the real photos and prompts)")
+    q.add_argument("--generated", required=True, help="the folder `dreambench generate` wrote (any method's)")
+    q.add_argument("--dino", default="facebook/dino-vits16", help="hub id or folder")
+    q.add_argument("--clip", default="openai/clip-vit-base-patch32", help="hub id or folder")
+    q.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    q.add_argument("--per-subject", action="store_true", help="add each subject's three metrics")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_dreambench)
 
     p = sub.add_parser("demo", help="run the core (cache, adapters, mixed-row UNet call) end to end")
     p.add_argument("--layers", default="paper")

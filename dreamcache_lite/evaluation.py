@@ -8,6 +8,7 @@ reference, plus cost columns (extra parameters, per-subject set-up time, time pe
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -16,9 +17,10 @@ from tqdm.auto import tqdm
 
 from . import oracle as oracle_lib
 from . import toyworld as tw
-from .baselines import generate_reference_only
+from .baselines import dreambooth, generate_reference_only
 
-METHODS = ("text", "text-described", "reference-only", "dreamcache")
+METHODS = ("text", "text-described", "reference-only", "finetune", "dreamcache")
+TEXT_ONLY = ("text", "text-described")  # images depend on the words alone: generated once per class
 
 
 @dataclass
@@ -45,49 +47,76 @@ def reference_image(identity) -> np.ndarray:
     return tw.make_reference(identity, 0, flip_p=0.0, erase_p=0.0)
 
 
-def prompts_for(method: str, identity, specs, seed: int) -> list[str]:
+def prompts_for(method: str, identity, specs, seed: int, noun: str | None = None) -> list[str]:
     if method == "text-described":  # coarse colour + pattern words: all that text can say
         return [tw.caption(identity, tw.benchmark_scene(spec, seed), describe=True) for spec in specs]
-    return [tw.prompt_text(spec, identity.class_name) for spec in specs]
+    return [tw.prompt_text(spec, noun or identity.class_name) for spec in specs]
+
+
+def personalise(method: str, dc, reference, identity, stack: contextlib.ExitStack, finetune_steps: int = 100,
+                cache_timestep: int = 1, cache_prompt: str = ""):
+    """Per-subject set-up: (cache, noun) — DreamCache caches, DreamBooth fine-tunes the UNet.
+
+    `cache_prompt` may hold "{}" for the class noun (the paper's "prompt while caching" ablation).
+    """
+    if method == "dreamcache":
+        return dc.cache_reference(reference, timestep=cache_timestep,
+                                  prompt=cache_prompt.format(identity.class_name)), identity.class_name
+    if method == "finetune":  # undone when `stack` closes
+        word = stack.enter_context(dreambooth(dc, reference, identity.class_name, steps=finetune_steps))
+        return None, f"{word} {identity.class_name}"
+    return None, identity.class_name
+
+
+def extra_parameters(method: str, dc) -> int:
+    """Parameters a method adds: DreamCache's adapters (shared), DreamBooth's UNet copy (per subject)."""
+    if method == "dreamcache":
+        return dc.adapters.num_parameters()
+    if method == "finetune":
+        return sum(p.numel() for p in dc.pipe.unet.parameters())
+    return 0
 
 
 def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scale: float = 1.0,
-             progress: bool = True, oracle=None) -> tuple[dict, list[dict]]:
+             progress: bool = True, oracle=None, finetune_steps: int = 100, cache_timestep: int = 1,
+             cache_prompt: str = "") -> tuple[dict, list[dict]]:
     """Generate the protocol's images with `method` on `dc` (a DreamCachePipeline); score them."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     oracle = oracle or oracle_lib.Oracle.load()
     rows, setup, generating, generated, memo = [], 0.0, 0.0, 0, {}
-    jobs = [(idn, seed) for idn in proto.identities for seed in proto.seeds]
-    for idn, seed in tqdm(jobs, desc=f"toy bench ({method})", disable=not progress):
+    for idn in tqdm(proto.identities, desc=f"toy bench ({method})", disable=not progress):
         reference = reference_image(idn)
-        cache = None
-        if method == "dreamcache":
+        with contextlib.ExitStack() as stack:
             start = time.perf_counter()
-            cache = dc.cache_reference(reference)
+            cache, noun = personalise(method, dc, reference, idn, stack, finetune_steps, cache_timestep, cache_prompt)
             setup += time.perf_counter() - start
-        prompts = prompts_for(method, idn, proto.prompts, seed)
-        key = (tuple(prompts), seed)
-        if method in ("reference-only", "dreamcache") or key not in memo:  # text-only: the words alone
-            start = time.perf_counter()
-            if method == "reference-only":
-                memo[key] = generate_reference_only(dc, prompts, reference, seed=seed, steps=proto.steps,
-                                                    text_scale=text_scale)
-            else:
-                memo[key] = dc(prompts, cache, seed=seed, steps=proto.steps, text_scale=text_scale,
-                               ref_scale=ref_scale, progress=False)
-            generating += time.perf_counter() - start
-            generated += len(prompts)
-        images = np.stack([np.asarray(img) for img in memo[key]])
-        rows += score(oracle, images, idn, proto.prompts, prompts, seed, reference)
+            for seed in proto.seeds:
+                prompts = prompts_for(method, idn, proto.prompts, seed, noun)
+                key = (tuple(prompts), seed)
+                if method not in TEXT_ONLY or key not in memo:
+                    start = time.perf_counter()
+                    memo[key] = _generate(method, dc, prompts, reference, cache, seed, proto.steps, text_scale,
+                                          ref_scale)
+                    generating += time.perf_counter() - start
+                    generated += len(prompts)
+                images = np.stack([np.asarray(img) for img in memo[key]])
+                rows += score(oracle, images, idn, proto.prompts, prompts, seed, reference)
     summary = summarise(rows)
     summary.update(method=method, images=len(rows), generated=generated, seconds=round(setup + generating, 2),
-                   setup_seconds=round(setup / max(1, len(proto.identities) * len(proto.seeds)), 4),
+                   setup_seconds=round(setup / max(1, len(proto.identities)), 4),
                    seconds_per_image=round(generating / max(1, generated), 4),
-                   extra_params=dc.adapters.num_parameters() if method == "dreamcache" else 0,
+                   extra_params=extra_parameters(method, dc),
                    subject_chance=oracle_lib.SUBJECT_CHANCE, text_scale=text_scale,
-                   ref_scale=ref_scale if method == "dreamcache" else None, steps=proto.steps)
+                   ref_scale=ref_scale if method == "dreamcache" else None, steps=proto.steps,
+                   cache_timestep=cache_timestep, cache_prompt=cache_prompt)
     return summary, rows
+
+
+def _generate(method, dc, prompts, reference, cache, seed, steps, text_scale, ref_scale):
+    if method == "reference-only":
+        return generate_reference_only(dc, prompts, reference, seed=seed, steps=steps, text_scale=text_scale)
+    return dc(prompts, cache, seed=seed, steps=steps, text_scale=text_scale, ref_scale=ref_scale, progress=False)
 
 
 def score(oracle, images, identity, specs, prompts, seed, reference) -> list[dict]:
@@ -114,3 +143,58 @@ def summarise(rows: list[dict]) -> dict:
         sub = [r for r in rows if r["kind"] == kind]
         out[f"by_kind_{kind}"] = {m: round(float(np.mean([r[m] for r in sub])), 4) for m in metrics} if sub else None
     return out
+
+
+def guidance_sweep(dc, proto: Protocol, ref_scales, text_scale: float = 5.0, oracle=None,
+                   progress: bool = True) -> list[dict]:
+    """DreamCache's subject-vs-prompt trade-off: the toy bench at each reference guidance scale."""
+    return [evaluate("dreamcache", dc, proto, text_scale=text_scale, ref_scale=s, oracle=oracle,
+                     progress=progress)[0] for s in ref_scales]
+
+
+def caching_ablation(dc, proto: Protocol, timesteps=(1, 150, 300), prompts=("", "a {}"), oracle=None,
+                     progress: bool = True, **kwargs) -> list[dict]:
+    """The paper's caching ablations with trained adapters: the caching timestep, then the prompt while caching.
+
+    Rows vary one factor from the default (t = 1, empty prompt), as the paper's tables do.
+    """
+    settings = [dict(cache_timestep=t, cache_prompt="") for t in timesteps]
+    settings += [dict(cache_timestep=1, cache_prompt=p) for p in prompts if p]
+    return [evaluate("dreamcache", dc, proto, oracle=oracle, progress=progress, **s, **kwargs)[0] for s in settings]
+
+
+TABLE_COLUMNS = ("method", "subject_fidelity", "embedding_cosine", "prompt_fidelity", "class_accuracy",
+                 "extra_params", "setup_seconds", "seconds_per_image", "images")
+
+
+def markdown_table(summaries: list[dict], columns=TABLE_COLUMNS) -> str:
+    """One row per summary (as `evaluate` returns them), numbers rounded for reading."""
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:.3f}"
+        return f"{value:,}" if isinstance(value, int) else str(value)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(s.get(c, "")) for c in columns) + " |" for s in summaries]
+    return "\n".join(lines)
+
+
+def tradeoff_figure(summaries: list[dict], path=None, label: str = "method", title: str = "toy bench"):
+    """Subject fidelity (y) against prompt fidelity (x), one labelled point per summary."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    for s in summaries:
+        ax.scatter(s["prompt_fidelity"], s["subject_fidelity"], s=40)
+        ax.annotate(str(s[label]), (s["prompt_fidelity"], s["subject_fidelity"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    chance = summaries[0].get("subject_chance") if summaries else None
+    if chance is not None:
+        ax.axhline(chance, color="gray", ls=":", lw=1)
+        ax.text(ax.get_xlim()[0], chance, " chance", va="bottom", fontsize=7, color="gray")
+    ax.set_xlabel("prompt fidelity (CLIP-T analogue)")
+    ax.set_ylabel("subject fidelity (DINO / CLIP-I analogue)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig

@@ -540,3 +540,99 @@ EXERCISES.update({
     "05.top_token": Exercise(check_top_token, "05_feature_visualisation.py", "top_token", "function"),
     "05.glyph_layer": Exercise(check_glyph_layer, "05_feature_visualisation.py", "glyph_answer"),
 })
+
+
+# -- notebook 04 -----------------------------------------------------------------------------------
+def check_unet_batch(answer) -> str:
+    """04: a function (n_prompts, num_images, reference) -> rows of the one UNet call per step."""
+    cases = [(1, 1, True), (4, 1, True), (4, 1, False), (3, 2, True), (2, 4, False)]
+    for n, m, ref in cases:
+        got = _call(answer, n, m, ref)
+        expected = (3 if ref else 2) * n * m
+        if got != expected:
+            if ref and got == 2 * n * m:
+                raise Wrong(f"{n} prompt(s) x {m} image(s) with a reference: {got} rows, but DreamCache's guidance "
+                            "has three branches (no reference + negative, reference + prompt, reference + negative).")
+            if not ref and got == 3 * n * m:
+                raise Wrong("without a reference it is plain classifier-free guidance: two branches.")
+            raise Wrong(f"({n} prompts, {m} images, reference={ref}): got {got}, expected {expected}. Every image "
+                        "is one row per guidance branch.")
+    return ("three rows per image with a reference, two without: DreamCache's per-step batch is 1.5x text-only's, "
+            "which is the per-image cost ratio the timing cell measures (minus what the batch hides).")
+
+
+def pareto_scales(points) -> list:
+    """The scales of the (scale, subject, prompt) points that no other point beats on both scores."""
+    return [s for s, a, b in points
+            if not any(a2 >= a and b2 >= b and (a2 > a or b2 > b) for _, a2, b2 in points)]
+
+
+def check_pareto(answer, points=None) -> str:
+    """04: a function points -> the reference scales on the Pareto front (subject and prompt fidelity)."""
+    synthetic = [(0.0, 0.2, 0.9), (0.5, 0.5, 0.9), (1.0, 0.8, 0.85), (2.0, 0.78, 0.8), (3.0, 0.9, 0.6)]
+    for data in (synthetic, points or []):
+        got = _call(answer, list(data))
+        try:
+            got = sorted(float(s) for s in got)
+        except TypeError as err:
+            raise Wrong(f"return a list of scales (numbers), got {type(got).__name__}") from err
+        expected = sorted(pareto_scales(data))
+        if got != expected:
+            missing = sorted(set(expected) - set(got))
+            extra = sorted(set(got) - set(expected))
+            raise Wrong(f"on {data}: expected the scales {expected}. "
+                        + (f"{missing} are not beaten on both scores by any other point. " if missing else "")
+                        + (f"{extra} are dominated: another scale is at least as good on both." if extra else ""))
+    return ("the front is what the reference scale buys: more subject fidelity costs prompt fidelity; every scale "
+            "off the front is worse on both and never worth using.")
+
+
+# -- notebook 06 -----------------------------------------------------------------------------------
+def check_storage(answer) -> str:
+    """06: a function (method, n_subjects, unet_params, adapter_params, cache_bytes) -> extra fp16 bytes stored."""
+    unet_params, adapter_params, cache_bytes = 860_000_000, 25_000_000, 6_062_080
+    n = 30
+    expected = {"finetune": n * unet_params * 2, "dreamcache": adapter_params * 2 + n * cache_bytes,
+                "text": 0, "reference-only": 0}
+    for method, value in expected.items():
+        got = _call(answer, method, n, unet_params, adapter_params, cache_bytes)
+        if got != value:
+            hint = {"finetune": "DreamBooth keeps a fine-tuned copy of every UNet weight *per subject* (2 bytes "
+                                "each in fp16).",
+                    "dreamcache": "the adapters are shared by every subject (stored once, 2 bytes per parameter); "
+                                  "each subject adds only its cache.",
+                    }.get(method, "this method stores nothing per subject.")
+            raise Wrong(f"{method}, {n} subjects: got {got}, expected {value}. {hint}")
+    ratio = expected["finetune"] / expected["dreamcache"]
+    return (f"for 30 SD-sized subjects, DreamBooth stores {expected['finetune'] / 1e9:.1f} GB and DreamCache "
+            f"{expected['dreamcache'] / 1e6:.0f} MB: {ratio:.0f}x less.")
+
+
+def break_even_images(setup_a, per_image_a, setup_b, per_image_b, limit: int = 10**6):
+    """Smallest number of images per subject from which method a costs no more than method b."""
+    for n in range(1, limit + 1):
+        if setup_a + n * per_image_a <= setup_b + n * per_image_b:
+            return n
+    return None
+
+
+def check_break_even(answer) -> str:
+    """06: a function (setup_a, per_image_a, setup_b, per_image_b) -> images until a is no dearer than b."""
+    cases = [(0.1, 1.0, 0.0, 2.0), (10.0, 1.0, 0.0, 2.0), (0.0, 1.0, 5.0, 1.0), (5.0, 2.0, 0.0, 1.0),
+             (30.0, 0.3, 0.0, 0.6)]
+    for case in cases:
+        got, expected = _call(answer, *case), break_even_images(*case)
+        if got != expected:
+            raise Wrong(f"setup/per-image a = {case[:2]}, b = {case[2:]}: got {got}, expected {expected}. Total "
+                        "cost is setup + n x per-image; find the first n where a's total <= b's (None if a "
+                        "never catches up).")
+    return ("a one-off set-up pays for itself after setup difference / per-image saving images: DreamCache's "
+            "cache is so cheap that it beats reference-only from the first image.")
+
+
+EXERCISES.update({
+    "04.unet_batch": Exercise(check_unet_batch, "04_personalised_generation.py", "unet_batch", "function"),
+    "04.pareto": Exercise(check_pareto, "04_personalised_generation.py", "pareto_front", "function"),
+    "06.storage": Exercise(check_storage, "06_evaluation.py", "extra_bytes", "function"),
+    "06.break_even": Exercise(check_break_even, "06_evaluation.py", "break_even", "function"),
+})

@@ -1,7 +1,9 @@
 """Train the embedded tiny backbone on the toy world, from scratch, resumably.
 
 Stage 1 trains the VAE (reconstruction + a small KL term), stage 2 the UNet and the text
-encoder together on frozen-VAE latents with the usual eps-prediction loss. Every batch is
+encoder together on frozen-VAE latents with the usual eps-prediction loss, stage 3 fine-tunes
+the VAE decoder alone (as Stability's ft-MSE VAE did): the encoder, hence the latent space the
+UNet learned, stays fixed while patterns and colours come out sharper. Every batch is
 drawn from a seed derived from (run seed, step), so a resumed run sees exactly the data and
 noise an uninterrupted one would.
 """
@@ -36,6 +38,9 @@ class BackboneConfig:
     unet_batch: int = 32
     unet_lr: float = 3e-4
     unet_decay_from: int = 6500   # linear decay of the UNet lr to 10% from this step to the end
+    decoder_steps: int = 2000
+    decoder_batch: int = 32
+    decoder_lr: float = 3e-4
     caption_dropout: float = 0.1
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
@@ -78,7 +83,7 @@ def train_vae(cfg: BackboneConfig):
         x = to_tensor(images)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator=_step_generator(cfg.seed, step))).sample
-        loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + cfg.kl_weight * posterior.kl().mean()
+        loss = _reconstruction_loss(recon, x) + cfg.kl_weight * posterior.kl().mean()
         _check_finite(loss, step)
         opt.zero_grad()
         loss.backward()
@@ -131,6 +136,34 @@ def train_unet(cfg: BackboneConfig, vae):
     return assemble_pipeline(vae, text_encoder.eval(), tokenizer, unet.eval())
 
 
+def finetune_decoder(cfg: BackboneConfig, vae):
+    """Sharpen the decoder on posterior samples of a frozen encoder (the latents the UNet models)."""
+    decoder = torch.nn.ModuleDict({"decoder": vae.decoder, "post_quant_conv": vae.post_quant_conv})
+    decoder.train().requires_grad_(True)
+    opt = torch.optim.AdamW(decoder.parameters(), lr=cfg.decoder_lr)
+    root = Path(cfg.out) / "decoder"
+    start = _resume(root, {"decoder": decoder}, opt)
+    for step in tqdm(range(start, cfg.decoder_steps), initial=start, total=cfg.decoder_steps, desc="decoder"):
+        images, _ = batch_images(cfg.seed + 2, step, cfg.decoder_batch)
+        x = to_tensor(images)
+        with torch.no_grad():
+            latents = vae.encode(x).latent_dist.sample(generator=_step_generator(cfg.seed, step))
+        loss = _reconstruction_loss(vae.decode(latents).sample, x)
+        _check_finite(loss, step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.decoder_steps:
+            save_checkpoint(root, step + 1, {"decoder": decoder}, opt, {"loss": loss.item()},
+                            keep=cfg.keep_checkpoints)
+    decoder.eval().requires_grad_(False)
+    return vae
+
+
+def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return F.l1_loss(recon, x) + F.mse_loss(recon, x)
+
+
 def unet_learning_rate(cfg: BackboneConfig, step: int) -> float:
     """Constant, then a linear decay to 10% over the last steps (sharper samples at the end)."""
     if step < cfg.unet_decay_from:
@@ -150,7 +183,9 @@ def train_backbone(cfg: BackboneConfig, export_to: str | None = None):
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     (Path(cfg.out) / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     start = time.time()
-    pipe = train_unet(cfg, train_vae(cfg))
+    vae = train_vae(cfg)
+    pipe = train_unet(cfg, vae)
+    finetune_decoder(cfg, vae)  # the pipeline holds this very VAE
     if export_to:
         pipe.save_pretrained(export_to)
     return pipe, time.time() - start

@@ -64,6 +64,18 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def load_oracle():
+    """The shipped oracle (the toy world's judge), or -- with a note -- an untrained one so the code runs."""
+    from dreamcache_lite.oracle import DEFAULT_PATH, Oracle
+
+    if DEFAULT_PATH.is_file():
+        return Oracle.load()
+    print(f"NOTE: no trained oracle at {DEFAULT_PATH}: scoring with an UNTRAINED one. The numbers below are "
+          "meaningless; the protocol and the code path are real.")
+    torch.manual_seed(0)
+    return Oracle().eval()
+
+
 def setup(backbone: str = "tiny", seed: int = 0, load: bool = True) -> SimpleNamespace:
     """Seed, pick the device, decide fast mode and load the backbone (a diffusers pipeline)."""
     start = time.perf_counter()

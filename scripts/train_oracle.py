@@ -33,7 +33,7 @@ from dreamcache_lite import oracle as orc
 from dreamcache_lite import toyworld as tw
 from dreamcache_lite.manifest import write_manifest
 
-VAE_DEFAULT = "runs/tiny-backbone/vae/step-001000/vae.safetensors"
+VAE_DEFAULT = "dreamcache_lite/assets/tiny-backbone/vae/diffusion_pytorch_model.safetensors"
 
 
 @dataclasses.dataclass

@@ -27,17 +27,29 @@ def dc():
     return DreamCachePipeline(pipe, DreamCacheAdapters(pipe.unet, "paper"))
 
 
-@pytest.mark.parametrize("method", ["text", "text-described", "reference-only", "dreamcache"])
+@pytest.mark.parametrize("method", ["text", "text-described", "reference-only", "finetune", "dreamcache"])
 def test_toy_bench_reports_the_contract(dc, oracle, method):
     ids = tw.benchmark_identities()
-    proto = Protocol(identities=[ids[0], ids[6]], seeds=[0], prompts=tw.BENCHMARK_PROMPTS[:2], steps=2)
-    summary, rows = evaluate(method, dc, proto, progress=False, oracle=oracle)
+    proto = Protocol(identities=[ids[0], ids[6]], seeds=[0, 1], prompts=tw.BENCHMARK_PROMPTS[:2], steps=2)
+    summary, rows = evaluate(method, dc, proto, progress=False, oracle=oracle, finetune_steps=2)
     assert KEYS <= set(summary)
-    assert summary["images"] == len(rows) == 4
+    assert summary["images"] == len(rows) == 8
     assert all(0 <= r["subject_fidelity"] <= 1 and 0 <= r["prompt_fidelity"] <= 1 for r in rows)
-    assert (summary["extra_params"] > 0) == (method == "dreamcache")
+    assert (summary["extra_params"] > 0) == (method in ("dreamcache", "finetune"))
+    assert (summary["setup_seconds"] > 0) == (method in ("dreamcache", "finetune"))
 
 
 def test_unknown_method_is_refused(dc, oracle):
-    with pytest.raises(ValueError, match="text, text-described, reference-only, dreamcache"):
+    with pytest.raises(ValueError, match="text, text-described, reference-only, finetune, dreamcache"):
         evaluate("magic", dc, Protocol(identities=[], seeds=[0]), progress=False, oracle=oracle)
+
+
+def test_caching_ablation_varies_one_factor_at_a_time(dc, oracle):
+    from dreamcache_lite.evaluation import caching_ablation, markdown_table
+
+    ids = tw.benchmark_identities()
+    proto = Protocol(identities=[ids[0]], seeds=[0], prompts=tw.BENCHMARK_PROMPTS[:1], steps=2)
+    rows = caching_ablation(dc, proto, timesteps=(1, 300), prompts=("", "a {}"), oracle=oracle, progress=False)
+    assert [(r["cache_timestep"], r["cache_prompt"]) for r in rows] == [(1, ""), (300, ""), (1, "a {}")]
+    table = markdown_table(rows, columns=("cache_timestep", "cache_prompt", "subject_fidelity"))
+    assert table.count("\n") == 4 and "| 300 |" in table
