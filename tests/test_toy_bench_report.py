@@ -1,0 +1,39 @@
+"""Issue 5: scripts/toy_bench.py turns per-method results into the committed table, CSV and figure."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("toy_bench", REPO / "scripts" / "toy_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def summary(method, subject, prompt):
+    kind = {"class_accuracy": 1.0, "prompt_fidelity": prompt, "subject_fidelity": subject, "embedding_cosine": 0.5}
+    return dict(method=method, subject_fidelity=subject, embedding_cosine=0.5, prompt_fidelity=prompt,
+                class_accuracy=1.0, extra_params=0, setup_seconds=0.0, seconds_per_image=0.1, images=75,
+                by_kind_recontext=kind, by_kind_accessory=kind, by_kind_property=kind, seeds=1, identities=3,
+                steps=25, text_scale=5.0, ref_scale=None, subject_chance=0.21,
+                command="python scripts/toy_bench.py --seeds 1")
+
+
+def test_report_writes_table_csv_and_figure(tmp_path, monkeypatch):
+    bench = load_script()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bench, "OUT", tmp_path / "figures" / "toy_bench")
+    bench.OUT.mkdir(parents=True)
+    for method, subject, prompt in [("text", 0.21, 0.9), ("dreamcache", 0.7, 0.88)]:
+        (bench.OUT / f"{method}.json").write_text(json.dumps(summary(method, subject, prompt)))
+    bench.report()
+    table = (tmp_path / "figures" / "toy_bench.md").read_text()
+    assert "| text | 0.210 |" in table and "| dreamcache | 0.700 |" in table
+    assert "python scripts/toy_bench.py --seeds 1" in table
+    rows = (tmp_path / "figures" / "toy_bench.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("method,subject_fidelity")
+    assert (tmp_path / "figures" / "toy_bench.png").stat().st_size > 1000
