@@ -28,15 +28,16 @@ class ToyPairs:
     """Toy-world pairs; batch `step` is always the same, so resumed runs see the same data.
 
     The reference is never pixel-flipped here: the toy renderer draws glyphs unmirrored, so a
-    mirrored glyph would teach the adapters a wrong identity.
+    mirrored glyph would teach the adapters a wrong identity. `describe_p`: the share of captions
+    that name the colour and pattern (with fewer, the reference is the only source of identity).
     """
 
-    def __init__(self, seed: int = 0, n_identities: int | None = None):
-        self.seed, self.n_identities = seed, n_identities
+    def __init__(self, seed: int = 0, n_identities: int | None = None, describe_p: float = 0.5):
+        self.seed, self.n_identities, self.describe_p = seed, n_identities, describe_p
 
     def batch(self, step: int, size: int) -> dict:
         pairs = toyworld.render_batch(size, seed=self.seed * 1_000_003 + step, n_identities=self.n_identities,
-                                      flip_p=0.0)
+                                      flip_p=0.0, describe_p=self.describe_p)
         return _batch(pairs["target"], pairs["reference"], pairs["caption"])
 
 
@@ -95,10 +96,11 @@ class FolderPairs:
         return _batch(np.stack(targets), np.stack(references), captions)
 
 
-def make_dataset(source: str, resolution: int, seed: int = 0, on_error: str = "skip", n_identities=None):
+def make_dataset(source: str, resolution: int, seed: int = 0, on_error: str = "skip", n_identities=None,
+                 describe_p: float = 0.5):
     """`toyworld`, or a folder in the authors' layout."""
     if source == "toyworld":
-        return ToyPairs(seed, n_identities)
+        return ToyPairs(seed, n_identities, describe_p)
     return FolderPairs(source, resolution, seed, on_error)
 
 

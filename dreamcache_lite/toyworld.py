@@ -529,12 +529,13 @@ def reference_from_target(image, mask, rng, flip_p=0.5, erase_p=0.4) -> np.ndarr
     return _random_erase(out, rng, erase_p)
 
 
-def sample_training_pair(seed, n_identities: int | None = None, describe: bool | None = None,
+def sample_training_pair(seed, n_identities: int | None = None, describe_p: float = 0.5,
                          flip_p: float = 0.5) -> dict:
     """One training example: a training identity in a random scene, its caption and a reference
     cut from the target. If the target has an accessory or property change, the reference is cut
     from the same scene without them, so it shows the true identity at normal size and never
-    leaks the accessory's outline. `describe=None` uses the describing caption half the time.
+    leaks the accessory's outline. `describe_p` is the chance of the describing caption (colour and
+    pattern words).
     `flip_p` is the reference's pixel-flip probability (the paper's 0.5; 0 keeps glyphs readable)."""
     rng = np.random.default_rng(seed)
     idn = training_identity(int(rng.integers(n_identities or N_TRAIN_SEEDS)))
@@ -545,7 +546,7 @@ def sample_training_pair(seed, n_identities: int | None = None, describe: bool |
         plain = replace(scene, accessory="none", recolour=None, size="normal",
                         scale=scene.scale if scene.size == "normal" else 1.0)
         src, src_mask = render(idn, plain)
-    describe = bool(rng.random() < 0.5) if describe is None else describe
+    describe = bool(rng.random() < describe_p)
     return dict(target=target, mask=mask, caption=caption(idn, scene, describe),
                 reference=reference_from_target(src, src_mask, rng, flip_p=flip_p), identity=idn, scene=scene)
 

@@ -54,6 +54,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     on_bad_sample: str = "skip"
     n_identities: int | None = None
+    describe_p: float = 0.5             # toy world: share of captions naming colour and pattern
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -123,7 +124,7 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     start = _resume(cfg, adapters, optimizer) if resume else 0
     dataset = make_dataset(cfg.dataset, pipe.unet.config.sample_size * pipe.vae_scale_factor, cfg.seed,
-                           cfg.on_bad_sample, cfg.n_identities)
+                           cfg.on_bad_sample, cfg.n_identities, cfg.describe_p)
     began = time.time()
     with open(out / "loss.jsonl", "a") as log:
         for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="adapters",
