@@ -44,7 +44,9 @@ def bench_toyworld(n: int = 2000) -> dict:
 
 
 def bench_tiny(dc, repeats: int = 3) -> dict:
-    """The embedded backbone: 4 images x 25 DDIM steps with CFG, text-only vs DreamCache."""
+    """The embedded backbone: 4 images x 25 DDIM steps with CFG: text-only, DreamCache, reference-only."""
+    from .baselines import generate_reference_only
+
     reference = tw.make_reference(tw.benchmark_identities()[0], 0, flip_p=0.0, erase_p=0.0)
     cache = dc.cache_reference(reference)
     prompts = "a ball on the beach"
@@ -55,14 +57,20 @@ def bench_tiny(dc, repeats: int = 3) -> dict:
     def dreamcache():
         dc(prompts, cache, num_images=4, steps=25, progress=False)
 
-    text_only(), dreamcache()  # warm-up
+    def reference_only():
+        generate_reference_only(dc, [prompts], reference, num_images=4, steps=25)
+
+    text_only(), dreamcache(), reference_only()  # warm-up
     caching = _median_seconds(lambda: dc.cache_reference(reference), repeats)
     t_text = _median_seconds(text_only, repeats)
     t_dc = _median_seconds(dreamcache, repeats)
+    t_ref = _median_seconds(reference_only, repeats)
     return {"tiny_4_images_25_steps_cfg_seconds": round(t_text, 3),
             "tiny_seconds_per_image_text": round(t_text / 4, 4),
             "tiny_seconds_per_image_dreamcache": round(t_dc / 4, 4),
+            "tiny_seconds_per_image_reference_only": round(t_ref / 4, 4),
             "tiny_dreamcache_vs_text_ratio": round(t_dc / t_text, 3),
+            "tiny_reference_only_vs_text_ratio": round(t_ref / t_text, 3),
             "tiny_caching_seconds": round(caching, 4),
             "threads": torch.get_num_threads()}
 
@@ -155,6 +163,23 @@ def bench_unet(arch: str = "sd15", resolution: int = 512, device: str = "cpu", r
             "unet_bench": f"{arch} at {resolution} px, random weights, batch 1, {device}, median of {repeats}"}
 
 
+def _tiny_pipeline(out: dict):
+    """The shipped tiny backbone and adapters; before they ship, random weights of the same shapes (same cost)."""
+    from .adapters import DreamCacheAdapters
+    from .backbones import TINY_BACKBONE, load_pipeline
+    from .cli import TINY_ADAPTERS
+    from .pipeline import DreamCachePipeline
+    from .tiny_backbone import random_pipeline
+
+    shipped = (TINY_BACKBONE / "manifest.json").is_file()
+    pipe = load_pipeline("tiny") if shipped else random_pipeline(0)
+    trained = shipped and TINY_ADAPTERS.is_file()
+    adapters = DreamCacheAdapters.from_file(pipe.unet, TINY_ADAPTERS) if trained else \
+        DreamCacheAdapters(pipe.unet, "paper")
+    out["tiny_weights"] = "shipped" if shipped else "random (not shipped yet; timings are the same)"
+    return DreamCachePipeline(pipe, adapters)
+
+
 def run(sections=("toyworld", "tiny")) -> dict:
     out = {}
     if "toyworld" in sections:
@@ -162,14 +187,5 @@ def run(sections=("toyworld", "tiny")) -> dict:
     if "sd15" in sections:
         out.update(bench_unet("sd15", 512))
     if "tiny" in sections:
-        from .backbones import load_pipeline
-        from .cli import TINY_ADAPTERS
-        from .pipeline import DreamCachePipeline
-
-        dc = DreamCachePipeline.from_pretrained(load_pipeline("tiny"), TINY_ADAPTERS if TINY_ADAPTERS.is_file() else None)
-        if dc.adapters is None:  # before the adapters are shipped: untrained ones cost the same
-            from .adapters import DreamCacheAdapters
-
-            dc.adapters = DreamCacheAdapters(dc.pipe.unet, "paper")
-        out.update(bench_tiny(dc))
+        out.update(bench_tiny(_tiny_pipeline(out)))
     return out

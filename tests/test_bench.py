@@ -13,3 +13,28 @@ def test_unet_cost_ratios_on_the_tiny_architecture():
 def test_expected_arithmetic_on_sd15_is_a_few_percent():
     ratio = expected_mac_ratio("sd15", 512)
     assert 1.01 < ratio < 1.15  # the issue: about 6% of the UNet's arithmetic at 512 px
+
+
+def test_tiny_section_times_all_three_methods_before_the_weights_ship(monkeypatch):
+    import dreamcache_lite.bench as bench
+
+    monkeypatch.setattr(bench, "bench_tiny", lambda dc: {"adapters": dc.adapters.num_parameters()})
+    out = bench.run(sections=("tiny",))
+    assert out["adapters"] > 0 and "tiny_weights" in out
+
+
+def test_bench_tiny_reports_reference_only(monkeypatch):
+    from conftest import random_tiny_pipeline
+    from dreamcache_lite.adapters import DreamCacheAdapters
+    from dreamcache_lite.bench import bench_tiny
+    from dreamcache_lite.pipeline import DreamCachePipeline
+
+    pipe = random_tiny_pipeline()
+    dc = DreamCachePipeline(pipe, DreamCacheAdapters(pipe.unet, "paper"))
+    calls = []
+    original = dc.__call__
+    monkeypatch.setattr(DreamCachePipeline, "__call__", lambda self, *a, **k: calls.append(k) or original(
+        *a, **{**k, "steps": 1}))
+    report = bench_tiny(dc, repeats=1)
+    assert report["tiny_reference_only_vs_text_ratio"] > 0 and report["tiny_seconds_per_image_reference_only"] > 0
+    assert all(k["num_images"] == 4 for k in calls)
