@@ -1,0 +1,45 @@
+"""Issue 5: the spatial-sum injection variant (the paper's ablation) beside the default spatial concat."""
+
+import pytest
+import torch
+
+from dreamcache_lite.adapters import DreamCacheAdapters
+from test_core import reference_cache, run
+
+
+def test_sum_injection_drops_linear_cat_and_starts_as_an_exact_no_op(unet, inputs):
+    plain = run(unet, inputs)
+    concat = DreamCacheAdapters(unet, "paper")
+    concat_params = concat.num_parameters()
+    concat.uninstall()
+    adapters = DreamCacheAdapters(unet, "paper", injection="sum")
+    linear_cat = sum(2 * d * d + d for d in (p.norm_mem.normalized_shape[0] for p in adapters.processors.values()))
+    assert adapters.num_parameters() == concat_params - linear_cat
+    assert not any("linear_cat" in k for k in adapters.state_dict())
+    with adapters.reference(reference_cache(unet, batch=2)):
+        assert torch.equal(run(unet, inputs), plain)  # identity init: to_out = 0
+
+
+def test_sum_injection_uses_the_reference_once_trained(unet, inputs):
+    adapters = DreamCacheAdapters(unet, "paper", injection="sum", init="paper")
+    plain = run(unet, inputs)
+    with adapters.reference(reference_cache(unet, batch=2)):
+        assert not torch.allclose(run(unet, inputs), plain)
+        first = run(unet, inputs)
+    with adapters.reference(reference_cache(unet, batch=2), precompute=True):
+        assert torch.allclose(run(unet, inputs), first, rtol=1e-4, atol=1e-5)
+
+
+def test_injection_round_trips_and_a_mismatch_is_named(unet, tmp_path):
+    adapters = DreamCacheAdapters(unet, "paper", injection="sum", init="paper")
+    adapters.save(tmp_path / "sum.safetensors")
+    adapters.uninstall()
+    loaded = DreamCacheAdapters.from_file(unet, tmp_path / "sum.safetensors")
+    assert loaded.injection == "sum"
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), adapters.state_dict().values()))
+    loaded.uninstall()
+    concat = DreamCacheAdapters(unet, "paper")
+    with pytest.raises(ValueError, match="'sum' injection"):
+        concat.load_weights(tmp_path / "sum.safetensors")
+    with pytest.raises(ValueError, match="unknown injection"):
+        DreamCacheAdapters(unet, "paper", injection="product")
