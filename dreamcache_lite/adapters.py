@@ -6,6 +6,8 @@ Inside each selected transformer block the frozen update `x = x + attn1(norm1(x)
     m = RefAttn(norm_mem(x), keys/values = cache)  # small trained attention to the cached tokens
     x = x + linear_cat([s ; m])                  # 2d -> d
 
+`injection="sum"` is the paper's spatial-sum ablation: `x = x + s + m`, no `linear_cat`.
+
 The adapter replaces `attn1`'s processor (keeping the original one to compute `s`) and a
 forward pre-hook on the block hands it the raw block input `x`. All adapters read the active
 cache from one shared `ReferenceContext`, which also says which batch rows use which reference,
@@ -26,6 +28,7 @@ from .layers import select_layers
 
 ADAPTER_KIND = "dreamcache-lite/adapters"
 INITS = ("identity", "paper")
+INJECTIONS = ("concat", "sum")  # the paper's spatial concat (chosen) and spatial sum (an ablation)
 
 
 class ReferenceAttention(nn.Module):
@@ -97,11 +100,14 @@ class ReferenceContext:
 class DreamCacheProcessor(nn.Module):
     """The adapter of one transformer block, acting as its `attn1` processor."""
 
-    def __init__(self, name: str, layer: str, dim: int, cache_dim: int, heads: int, context: ReferenceContext):
+    def __init__(self, name: str, layer: str, dim: int, cache_dim: int, heads: int, context: ReferenceContext,
+                 injection: str = "concat"):
         super().__init__()
+        if injection not in INJECTIONS:
+            raise ValueError(f"unknown injection {injection!r}; valid: {', '.join(INJECTIONS)}")
         self.norm_mem = nn.LayerNorm(dim)
         self.attn_mem = ReferenceAttention(dim, cache_dim, heads)
-        self.linear_cat = nn.Linear(2 * dim, dim)
+        self.linear_cat = nn.Linear(2 * dim, dim) if injection == "concat" else None
         # Plain attributes, never submodules: they must not land in the adapter's state dict.
         self.__dict__.update(base_processor=None, name=name, layer=layer, context=context, block_input=None)
 
@@ -110,18 +116,23 @@ class DreamCacheProcessor(nn.Module):
         self.__dict__["base_processor"] = base_processor
 
     def reset_parameters(self, init: str) -> None:
-        """`identity`: linear_cat = [I | 0], an exact no-op at step 0; `paper`: PyTorch's default init."""
+        """`identity`: an exact no-op at step 0 (linear_cat = [I | 0]; for `sum`, to_out = 0);
+        `paper`: PyTorch's default init."""
         if init not in INITS:
             raise ValueError(f"unknown adapter init {init!r}; valid: {', '.join(INITS)}")
-        for module in (self.norm_mem, self.attn_mem.to_q, self.attn_mem.to_k, self.attn_mem.to_v,
-                       self.attn_mem.to_out[0], self.linear_cat):
-            module.reset_parameters()
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.LayerNorm)):
+                module.reset_parameters()
         if init == "identity":
             with torch.no_grad():
-                dim = self.linear_cat.out_features
-                self.linear_cat.weight.zero_()
-                self.linear_cat.weight[:, :dim].copy_(torch.eye(dim))
-                self.linear_cat.bias.zero_()
+                if self.linear_cat is None:
+                    self.attn_mem.to_out[0].weight.zero_()
+                    self.attn_mem.to_out[0].bias.zero_()
+                else:
+                    dim = self.linear_cat.out_features
+                    self.linear_cat.weight.zero_()
+                    self.linear_cat.weight[:, :dim].copy_(torch.eye(dim))
+                    self.linear_cat.bias.zero_()
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
                  *args, **kwargs):
@@ -141,7 +152,8 @@ class DreamCacheProcessor(nn.Module):
             m, ctx.attention[self.name] = self.attn_mem(self.norm_mem(x), keys, values, return_weights=True)
         else:
             m = self.attn_mem(self.norm_mem(x), keys, values)
-        mixed = self.linear_cat(torch.cat([s.index_select(0, index), m], dim=-1))
+        mine = s.index_select(0, index)
+        mixed = mine + m if self.linear_cat is None else self.linear_cat(torch.cat([mine, m], dim=-1))
         return mixed if len(active) == s.shape[0] else s.index_copy(0, index, mixed)
 
     def _check_grid(self, num_tokens: int) -> None:
@@ -156,7 +168,7 @@ class DreamCacheProcessor(nn.Module):
         if precomputed is not None:
             index = rows.to(precomputed[0].device)
             return precomputed[0].index_select(0, index), precomputed[1].index_select(0, index)
-        tokens = ctx.cache.tokens[self.layer].to(device=self.linear_cat.weight.device, dtype=dtype)
+        tokens = ctx.cache.tokens[self.layer].to(device=self.attn_mem.to_q.weight.device, dtype=dtype)
         return self.attn_mem.keys_values(tokens.index_select(0, rows.to(tokens.device)))
 
 
@@ -169,12 +181,12 @@ class DreamCacheAdapters:
     >>> adapters.uninstall()                                      # the very same processors are back
     """
 
-    def __init__(self, unet, layers="paper", init: str = "identity"):
+    def __init__(self, unet, layers="paper", init: str = "identity", injection: str = "concat"):
         self.unet = unet
         self.layers = select_layers(unet, layers)
         self.fingerprint = backbone_fingerprint(unet)
         self.context = ReferenceContext()
-        self.init = init
+        self.init, self.injection = init, injection
         modules = dict(unet.named_modules())
         self.blocks: dict[str, nn.Module] = {}
         self.processors: dict[str, DreamCacheProcessor] = {}
@@ -184,7 +196,8 @@ class DreamCacheAdapters:
                 attn1 = block.attn1
                 param = next(attn1.parameters())
                 with torch.device(param.device):
-                    proc = DreamCacheProcessor(name, info.name, attn1.inner_dim, info.channels, attn1.heads, self.context)
+                    proc = DreamCacheProcessor(name, info.name, attn1.inner_dim, info.channels, attn1.heads,
+                                               self.context, injection)
                 proc.to(param.dtype)
                 if param.device.type != "meta":
                     proc.reset_parameters(init)
@@ -263,7 +276,7 @@ class DreamCacheAdapters:
         ctx = self.context
         ctx.keys_values = {}
         for proc in self.processors.values():
-            weight = proc.linear_cat.weight
+            weight = proc.attn_mem.to_q.weight
             tokens = ctx.cache.tokens[proc.layer].to(device=weight.device, dtype=weight.dtype)
             ctx.keys_values[id(proc)] = proc.attn_mem.keys_values(tokens)
 
@@ -280,7 +293,7 @@ class DreamCacheAdapters:
     def metadata(self) -> dict:
         return {"fingerprint": self.fingerprint, "layers": [i.name for i in self.layers],
                 "channels": {i.name: i.channels for i in self.layers}, "blocks": list(self.processors),
-                "init": self.init}
+                "init": self.init, "injection": self.injection}
 
     def save(self, path, extra: dict | None = None) -> None:
         save_tensors(path, self.state_dict(), ADAPTER_KIND, {**self.metadata(), "extra": extra or {}})
@@ -289,6 +302,9 @@ class DreamCacheAdapters:
         """Load adapter weights saved by `save`; refuse files for other layers, channels or backbones."""
         tensors, meta = load_tensors(path, ADAPTER_KIND)
         mine = self.metadata()
+        if meta.get("injection", "concat") != self.injection:
+            raise ValueError(f"{path}: adapters use {meta.get('injection', 'concat')!r} injection, "
+                             f"these adapters {self.injection!r}")
         if meta["layers"] != mine["layers"]:
             raise ValueError(f"{path}: adapters were trained for layers {meta['layers']}, "
                              f"but these adapters are on {mine['layers']}")
@@ -308,7 +324,8 @@ class DreamCacheAdapters:
     def from_file(cls, unet, path, check_backbone: bool = True) -> "DreamCacheAdapters":
         """Install adapters on the layers named in the file and load its weights."""
         _, meta = load_tensors(path, ADAPTER_KIND)
-        adapters = cls(unet, layers=meta["layers"], init=meta.get("init", "identity"))
+        adapters = cls(unet, layers=meta["layers"], init=meta.get("init", "identity"),
+                       injection=meta.get("injection", "concat"))
         try:
             adapters.load_weights(path, check_backbone=check_backbone)
         except Exception:

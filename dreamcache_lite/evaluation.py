@@ -170,6 +170,8 @@ TABLE_COLUMNS = ("method", "subject_fidelity", "embedding_cosine", "prompt_fidel
 def markdown_table(summaries: list[dict], columns=TABLE_COLUMNS) -> str:
     """One row per summary (as `evaluate` returns them), numbers rounded for reading."""
     def cell(value):
+        if value is None:
+            return "-"
         if isinstance(value, float):
             return f"{value:.3f}"
         return f"{value:,}" if isinstance(value, int) else str(value)

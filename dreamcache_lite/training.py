@@ -37,6 +37,7 @@ class TrainConfig:
     out: str = "runs/adapters"
     layers: str | list = "paper"
     init: str = "identity"
+    injection: str = "concat"           # or "sum" (the paper's spatial-sum ablation)
     steps: int = 3000
     batch_size: int = 16
     grad_accum: int = 1
@@ -63,12 +64,12 @@ def _generator(cfg: TrainConfig, step: int, micro: int) -> torch.Generator:
     return torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 64 + micro)
 
 
-def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: TrainConfig, gen: torch.Generator):
+def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: TrainConfig, gen: torch.Generator,
+                  noise_schedule: DDPMScheduler):
     """The eps-prediction loss of one micro-batch, the UNet attending to the batch's own references.
 
     `unet` is the (possibly accelerate-wrapped) trainable UNet; caching uses the bare `pipe.unet`.
     """
-    noise_schedule = pipe.scheduler
     n = len(batch["caption"])
     frozen = DreamCachePipeline(pipe)  # the same text/VAE encoding as generation (no grad, frozen parts)
     text = frozen.encode_text(caption_dropout(batch["caption"], cfg.caption_dropout, gen))
@@ -109,10 +110,10 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
     """Train (or continue training) adapters; returns them installed on `pipe.unet`."""
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
     pipe = pipe or load_pipeline(cfg.backbone, device=accelerator.device)
-    pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the training noise schedule
+    noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)  # the pipeline keeps its sampler
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False).eval()
-    adapters = DreamCacheAdapters(pipe.unet, cfg.layers, init=cfg.init)
+    adapters = DreamCacheAdapters(pipe.unet, cfg.layers, init=cfg.init, injection=cfg.injection)
     for p in adapters.parameters():
         p.requires_grad_(True)
     if cfg.gradient_checkpointing:
@@ -135,7 +136,8 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
             for micro in range(cfg.grad_accum):
                 with accelerator.accumulate(unet):
                     batch = dataset.batch(step * cfg.grad_accum + micro, cfg.batch_size)
-                    loss = training_loss(pipe, unet, adapters, batch, cfg, _generator(cfg, step, micro))
+                    loss = training_loss(pipe, unet, adapters, batch, cfg, _generator(cfg, step, micro),
+                                         noise_schedule)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss is {loss.item()} at step {step}: training stopped; "
                                                  f"the last checkpoint in {out / 'checkpoints'} is intact")
