@@ -160,3 +160,28 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
 def read_loss_log(out) -> tuple[list[int], list[float]]:
     rows = [json.loads(line) for line in (Path(out) / "loss.jsonl").read_text().splitlines()]
     return [r["step"] for r in rows], [r["loss"] for r in rows]
+
+
+@torch.no_grad()
+def reference_gain(pipe, adapters: DreamCacheAdapters, size: int = 48, timesteps=(400, 600), seed: int = 5,
+                   describe_p: float = 0.5) -> dict:
+    """How much the adapters use the reference: the denoising loss on one fixed toy batch with each
+    sample's own reference, with none, and with another sample's (shuffled). Same noise and timesteps
+    for all three; `gain` = 1 - own / none (0 for adapters that ignore the reference)."""
+    noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)
+    batch = make_dataset("toyworld", 0, seed, describe_p=describe_p).batch(0, size)
+    frozen = DreamCachePipeline(pipe)
+    gen = torch.Generator().manual_seed(seed)
+    text = frozen.encode_text(batch["caption"])
+    target = frozen.encode_images(batch["target"])
+    cache = cache_features(pipe.unet, frozen.encode_images(batch["reference"]), frozen.encode_text([""]),
+                           layers=[i.name for i in adapters.layers], scheduler=noise_schedule, generator=gen)
+    noise = torch.randn(target.shape, generator=gen).to(target.device)
+    t = torch.randint(*timesteps, (size,), generator=gen).to(target.device)
+    noisy = noise_schedule.add_noise(target, noise, t)
+    losses = {}
+    for name, rows in (("own", torch.arange(size)), ("none", torch.full((size,), -1)),
+                       ("shuffled", torch.roll(torch.arange(size), 1))):
+        with adapters.reference(cache, rows=rows):
+            losses[name] = F.mse_loss(pipe.unet(noisy, t, encoder_hidden_states=text).sample, noise).item()
+    return {**losses, "gain": 1 - losses["own"] / losses["none"]}

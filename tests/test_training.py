@@ -66,3 +66,18 @@ def test_a_batch_with_every_reference_dropped_is_harmless(tmp_path):
     adapters = train_adapters(small_config(tmp_path, steps=2, reference_dropout=1.0), pipe=random_tiny_pipeline(),
                               progress=False)
     assert all(torch.isfinite(p).all() for p in adapters.parameters())
+
+
+def test_reference_gain_is_zero_for_identity_adapters_and_moves_once_they_use_the_reference():
+    from conftest import random_tiny_pipeline
+    from dreamcache_lite.adapters import DreamCacheAdapters
+    from dreamcache_lite.training import reference_gain
+
+    pipe = random_tiny_pipeline()
+    adapters = DreamCacheAdapters(pipe.unet, "paper")  # identity init: exact no-op
+    gain = reference_gain(pipe, adapters, size=4)
+    assert gain["own"] == gain["none"] == gain["shuffled"] and gain["gain"] == 0
+    adapters.uninstall()
+    adapters = DreamCacheAdapters(pipe.unet, "paper", init="paper")
+    gain = reference_gain(pipe, adapters, size=4)
+    assert gain["own"] != gain["none"] and gain["own"] != gain["shuffled"]
