@@ -33,6 +33,7 @@ class BackboneConfig:
     vae_steps: int = 2000
     vae_batch: int = 32
     vae_lr: float = 1e-3
+    vae_crop: int = 64            # train the (fully convolutional) VAE on random crops: more steps per minute
     kl_weight: float = 1e-6
     unet_steps: int = 12000
     unet_batch: int = 32
@@ -79,8 +80,10 @@ def train_vae(cfg: BackboneConfig):
     root = Path(cfg.out) / "vae"
     start = _resume(root, {"vae": vae}, opt)
     for step in tqdm(range(start, cfg.vae_steps), initial=start, total=cfg.vae_steps, desc="vae"):
+        for group in opt.param_groups:
+            group["lr"] = decayed_learning_rate(cfg.vae_lr, step, cfg.vae_steps, int(0.75 * cfg.vae_steps))
         images, _ = batch_images(cfg.seed, step, cfg.vae_batch)
-        x = to_tensor(images)
+        x = random_crop(to_tensor(images), cfg.vae_crop, _step_generator(cfg.seed, step))
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator=_step_generator(cfg.seed, step))).sample
         loss = _reconstruction_loss(recon, x) + cfg.kl_weight * posterior.kl().mean()
@@ -165,11 +168,23 @@ def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def unet_learning_rate(cfg: BackboneConfig, step: int) -> float:
-    """Constant, then a linear decay to 10% over the last steps (sharper samples at the end)."""
-    if step < cfg.unet_decay_from:
-        return cfg.unet_lr
-    progress = (step - cfg.unet_decay_from) / max(1, cfg.unet_steps - cfg.unet_decay_from)
-    return cfg.unet_lr * (1 - 0.9 * progress)
+    return decayed_learning_rate(cfg.unet_lr, step, cfg.unet_steps, cfg.unet_decay_from)
+
+
+def decayed_learning_rate(lr: float, step: int, steps: int, decay_from: int) -> float:
+    """Constant, then a linear decay to 10% over the last steps (sharper results at the end)."""
+    if step < decay_from:
+        return lr
+    return lr * (1 - 0.9 * (step - decay_from) / max(1, steps - decay_from))
+
+
+def random_crop(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """One random `size` x `size` window for the whole batch (the full images when size covers them)."""
+    h, w = x.shape[-2:]
+    if size >= min(h, w):
+        return x
+    top, left = (int(torch.randint(0, n - size + 1, (1,), generator=generator)) for n in (h, w))
+    return x[..., top:top + size, left:left + size]
 
 
 def _check_finite(loss: torch.Tensor, step: int) -> None:
