@@ -75,7 +75,7 @@ def generate_reference_only(dc, prompts, reference, *, seed: int = 0, steps: int
 
 
 def _shifted(latents: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
-    """A random shift of the reference latents (edges replicated: the reference is on white): many views of one picture."""
+    """A random shift of the reference latents (edges replicated: it is on white): many views of one picture."""
     dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=generator))
     padded = F.pad(latents, (max_shift,) * 4, mode="replicate")
     h, w = latents.shape[-2:]

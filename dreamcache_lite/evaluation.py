@@ -72,8 +72,9 @@ def extra_parameters(method: str, dc) -> int:
     """Parameters a method adds: DreamCache's adapters (shared), DreamBooth's UNet copy (per subject)."""
     if method == "dreamcache":
         return dc.adapters.num_parameters()
-    if method == "finetune":
-        return sum(p.numel() for p in dc.pipe.unet.parameters())
+    if method == "finetune":  # the UNet's own weights (installed adapters register inside it; not counted)
+        adapters = dc.adapters.num_parameters() if dc.adapters is not None else 0
+        return sum(p.numel() for p in dc.pipe.unet.parameters()) - adapters
     return 0
 
 
