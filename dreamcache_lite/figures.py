@@ -50,3 +50,41 @@ def loss_curve(steps, losses, path, title="training loss", smooth: int = 50):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# One column per context kind, so a row shows an identity surviving every kind of change
+# (together: all 10 backgrounds, all 5 accessories and the property changes).
+GALLERY_COLUMNS = ["a {} at night", "a {} on the water", "a {} in the desert", "a {} on a wooden floor",
+                   "a {} in front of a brick wall", "a {} wearing a hat in the forest",
+                   "a {} wearing a crown on the beach", "a {} wearing a scarf in the snow",
+                   "a {} wearing glasses in the city", "a {} wearing a bowtie on the grass",
+                   "a red {}", "a tiny {}", "a giant {}"]
+
+
+def toyworld_gallery(path=None, n_rows: int = 6):
+    """Held-out benchmark identities (rows, one per class): the reference on white, then contexts."""
+    import matplotlib.pyplot as plt
+
+    from . import toyworld as tw
+
+    specs = {s.template: s for s in tw.BENCHMARK_PROMPTS}
+    identities = tw.benchmark_identities()[:n_rows]
+    fig, axes = plt.subplots(n_rows, len(GALLERY_COLUMNS) + 1,
+                             figsize=(1.6 * (len(GALLERY_COLUMNS) + 1), 1.85 * n_rows))
+    for r, idn in enumerate(identities):
+        panels = [(tw.make_reference(idn, r, flip_p=0, erase_p=0),
+                   f"reference\n({tw.caption(idn, tw.Scene(), True)})")]
+        for c, template in enumerate(GALLERY_COLUMNS):
+            scene = tw.benchmark_scene(specs[template], seed=100 * r + c)
+            panels.append((tw.render(idn, scene)[0], tw.caption(idn, scene)))
+        for ax, (image, title) in zip(axes[r], panels):
+            ax.imshow(image, interpolation="nearest")
+            for phrase in (" wearing", " on the", " in the", " in front", " on a"):
+                title = title.replace(phrase, "\n" + phrase[1:])
+            ax.set_title(title, fontsize=6.5)
+            ax.axis("off")
+    fig.suptitle("Toy world: held-out benchmark identities (rows) — reference on white, then contexts", fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=130)
+    return fig
