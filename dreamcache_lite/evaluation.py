@@ -90,7 +90,8 @@ def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scal
         reference = reference_image(idn)
         with contextlib.ExitStack() as stack:
             start = time.perf_counter()
-            cache, noun = personalise(method, dc, reference, idn, stack, finetune_steps, cache_timestep, cache_prompt)
+            cache, noun = personalise(method, dc, reference, idn, stack, finetune_steps, cache_timestep,
+                                      cache_prompt)
             setup += time.perf_counter() - start
             for seed in proto.seeds:
                 prompts = prompts_for(method, idn, proto.prompts, seed, noun)
