@@ -163,6 +163,14 @@ def finetune_decoder(cfg: BackboneConfig, vae):
     return vae
 
 
+@torch.no_grad()
+def reconstruction_psnr(vae, n: int = 64, seed: int = 123) -> float:
+    """PSNR (dB) of the VAE round trip of `n` fixed toy scenes: the number to watch while training it."""
+    x = to_tensor(toyworld.render_batch(n, seed=seed)["target"]).to(vae.device, vae.dtype)
+    recon = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+    return float(10 * torch.log10(4 / F.mse_loss(recon, x)))
+
+
 def _reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(recon, x) + F.mse_loss(recon, x)
 

@@ -12,7 +12,7 @@ import dataclasses
 import sys
 
 from dreamcache_lite.manifest import write_manifest
-from dreamcache_lite.train_backbone import BackboneConfig, train_backbone
+from dreamcache_lite.train_backbone import BackboneConfig, reconstruction_psnr, train_backbone
 
 
 def main():
@@ -23,11 +23,12 @@ def main():
     args = vars(parser.parse_args())
     export = args.pop("export")
     cfg = BackboneConfig(**args)
-    _, seconds = train_backbone(cfg, export_to=export)
+    pipe, seconds = train_backbone(cfg, export_to=export)
+    psnr = round(reconstruction_psnr(pipe.vae), 2)
     if export:
         write_manifest(export, command="python " + " ".join(sys.argv), config=dataclasses.asdict(cfg),
-                       wall_seconds=round(seconds, 1))
-    print(f"done in {seconds / 60:.1f} min")
+                       wall_seconds=round(seconds, 1), vae_psnr_db=psnr)
+    print(f"done in {seconds / 60:.1f} min; VAE reconstruction PSNR {psnr} dB")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 import torch
 
 from dreamcache_lite.checkpoints import list_checkpoints
-from dreamcache_lite.train_backbone import BackboneConfig, decayed_learning_rate, random_crop, train_backbone
+from dreamcache_lite.train_backbone import (BackboneConfig, decayed_learning_rate, random_crop, reconstruction_psnr,
+                                            train_backbone)
 
 
 def test_three_stages_run_checkpoint_and_resume(tmp_path):
@@ -11,6 +12,7 @@ def test_three_stages_run_checkpoint_and_resume(tmp_path):
                          unet_decay_from=1, decoder_steps=2, decoder_batch=2, checkpoint_every=1, threads=1)
     pipe, _ = train_backbone(cfg, export_to=str(tmp_path / "export"))
     assert (tmp_path / "export" / "unet" / "config.json").is_file()
+    assert 0 < reconstruction_psnr(pipe.vae, n=4) < 60
     for stage in ("vae", "unet", "decoder"):
         assert [p.name for p in list_checkpoints(tmp_path / stage)] == ["step-000001", "step-000002"]
     encoder = {k: v.clone() for k, v in pipe.vae.encoder.state_dict().items()}
