@@ -80,6 +80,13 @@ def _number(answer, what: str) -> float:
     return float(answer)
 
 
+def _letter(answer, choices: dict) -> str:
+    """The lower-cased letter of a multiple-choice answer; Wrong (listing the choices) when it is none of them."""
+    if not isinstance(answer, str) or answer.strip().lower() not in choices:
+        raise Wrong(f"answer with one letter: {'; '.join(f'{k}) {v}' for k, v in choices.items())}")
+    return answer.strip().lower()
+
+
 # -- notebook 01 -----------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def _report(arch: str, resolution: int) -> dict:
@@ -275,11 +282,10 @@ def measured_trend(scores: np.ndarray, timesteps) -> tuple[str, np.ndarray]:
 
 def check_timestep_trend(answer, scores, timesteps) -> str:
     """02: which statement (a/b/c) matches *this* sweep (scores: layers x timesteps)."""
-    if not isinstance(answer, str) or answer.strip().lower() not in TREND_CHOICES:
-        raise Wrong(f"answer with one letter: {', '.join(f'{k}) {v}' for k, v in TREND_CHOICES.items())}")
+    answer = _letter(answer, TREND_CHOICES)
     letter, mean = measured_trend(scores, timesteps)
     row = ", ".join(f"t={t}: {m:.2f}" for t, m in zip(timesteps, mean))
-    if answer.strip().lower() != letter:
+    if answer != letter:
         raise Wrong(f"look at the heatmap's columns again: averaged over layers the sweep gives {row}, "
                     f"which says {letter}) {TREND_CHOICES[letter]}.")
     why = {"a": "noise at larger t hides exactly the fine detail (exact colour, pattern, glyph) that makes "
@@ -465,9 +471,7 @@ DROPOUT_CHOICES = {
 
 def check_reference_dropout(answer) -> str:
     """03: what reference dropout is for (a/b/c)."""
-    if not isinstance(answer, str) or answer.strip().lower() not in DROPOUT_CHOICES:
-        raise Wrong(f"answer with one letter: {'; '.join(f'{k}) {v}' for k, v in DROPOUT_CHOICES.items())}")
-    letter = answer.strip().lower()
+    letter = _letter(answer, DROPOUT_CHOICES)
     if letter == "a":
         raise Wrong("it does not regularise the adapters: a dropped row runs *without* them. Think about which "
                     "guidance term needs a prediction without the reference.")
@@ -518,9 +522,7 @@ GLYPH_CHOICES = {
 
 def check_glyph_layer(answer) -> str:
     """05: why the 16x16 layers carry the glyph (a/b/c)."""
-    if not isinstance(answer, str) or answer.strip().lower() not in GLYPH_CHOICES:
-        raise Wrong(f"answer with one letter: {'; '.join(f'{k}) {v}' for k, v in GLYPH_CHOICES.items())}")
-    letter = answer.strip().lower()
+    letter = _letter(answer, GLYPH_CHOICES)
     if letter == "a":
         raise Wrong("look at the channels again: the 16x16 layers have the *fewest* (32 on the tiny backbone, "
                     "320/640 on SD). What they have most of is tokens.")
