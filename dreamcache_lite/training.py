@@ -64,6 +64,19 @@ def _generator(cfg: TrainConfig, step: int, micro: int) -> torch.Generator:
     return torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 64 + micro)
 
 
+def encode_batch(pipe, adapters: DreamCacheAdapters, batch: dict, captions: list[str], noise_schedule,
+                 gen: torch.Generator, cache_timestep: int = 1):
+    """The frozen half of a training step: caption embeddings, target latents and the references' cache,
+    encoded exactly as generation encodes them (no grad)."""
+    frozen = DreamCachePipeline(pipe)
+    text = frozen.encode_text(captions)
+    target = frozen.encode_images(batch["target"])
+    cache = cache_features(pipe.unet, frozen.encode_images(batch["reference"]), frozen.encode_text([""]),
+                           layers=[i.name for i in adapters.layers], timestep=cache_timestep,
+                           scheduler=noise_schedule, generator=gen)
+    return text, target, cache
+
+
 def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: TrainConfig, gen: torch.Generator,
                   noise_schedule: DDPMScheduler):
     """The eps-prediction loss of one micro-batch, the UNet attending to the batch's own references.
@@ -71,13 +84,8 @@ def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: Tr
     `unet` is the (possibly accelerate-wrapped) trainable UNet; caching uses the bare `pipe.unet`.
     """
     n = len(batch["caption"])
-    frozen = DreamCachePipeline(pipe)  # the same text/VAE encoding as generation (no grad, frozen parts)
-    text = frozen.encode_text(caption_dropout(batch["caption"], cfg.caption_dropout, gen))
-    empty = frozen.encode_text([""])
-    target = frozen.encode_images(batch["target"])
-    reference = frozen.encode_images(batch["reference"])
-    cache = cache_features(pipe.unet, reference, empty, layers=[i.name for i in adapters.layers],
-                           timestep=cfg.cache_timestep, scheduler=noise_schedule, generator=gen)
+    captions = caption_dropout(batch["caption"], cfg.caption_dropout, gen)
+    text, target, cache = encode_batch(pipe, adapters, batch, captions, noise_schedule, gen, cfg.cache_timestep)
     rows = torch.arange(n)
     rows[torch.rand(n, generator=gen) < cfg.reference_dropout] = -1
     noise = torch.randn(target.shape, generator=gen).to(target.device)
@@ -170,12 +178,8 @@ def reference_gain(pipe, adapters: DreamCacheAdapters, size: int = 48, timesteps
     for all three; `gain` = 1 - own / none (0 for adapters that ignore the reference)."""
     noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)
     batch = make_dataset("toyworld", 0, seed, describe_p=describe_p).batch(0, size)
-    frozen = DreamCachePipeline(pipe)
     gen = torch.Generator().manual_seed(seed)
-    text = frozen.encode_text(batch["caption"])
-    target = frozen.encode_images(batch["target"])
-    cache = cache_features(pipe.unet, frozen.encode_images(batch["reference"]), frozen.encode_text([""]),
-                           layers=[i.name for i in adapters.layers], scheduler=noise_schedule, generator=gen)
+    text, target, cache = encode_batch(pipe, adapters, batch, batch["caption"], noise_schedule, gen)
     noise = torch.randn(target.shape, generator=gen).to(target.device)
     t = torch.randint(*timesteps, (size,), generator=gen).to(target.device)
     noisy = noise_schedule.add_noise(target, noise, t)
