@@ -75,11 +75,8 @@ def bench_tiny(dc, repeats: int = 3) -> dict:
             "threads": torch.get_num_threads()}
 
 
-def _unet_costs(arch: str, resolution: int, device: str, repeats: int) -> tuple[dict, float]:
-    """Seconds of: the plain forward, the forward with adapters + cache, reference-only (two passes),
-    the caching pass — measured interleaved, medians of `repeats`."""
-    from .adapters import DreamCacheAdapters
-    from .baselines import reference_only_attention
+def _unet_with_cache(arch: str, resolution: int, device: str):
+    """A random UNet of `arch` (on `meta`: shapes only), batch-1 latents and conditioning, a cache of them."""
     from .cache import cache_features
 
     spec = ARCHITECTURES[arch]
@@ -88,7 +85,17 @@ def _unet_costs(arch: str, resolution: int, device: str, repeats: int) -> tuple[
     side = resolution // spec.vae_scale_factor
     latents = torch.randn(1, 4, side, side, device=device)
     inputs = spec.dummy_inputs(1, (side, side), device=device)
-    cache = cache_features(unet, latents, **inputs)
+    return unet, latents, inputs, cache_features(unet, latents, **inputs)
+
+
+def _unet_costs(arch: str, resolution: int, device: str, repeats: int) -> tuple[dict, float]:
+    """Seconds of: the plain forward, the forward with adapters + cache, reference-only (two passes),
+    the caching pass — measured interleaved, medians of `repeats`."""
+    from .adapters import DreamCacheAdapters
+    from .baselines import reference_only_attention
+    from .cache import cache_features
+
+    unet, latents, inputs, cache = _unet_with_cache(arch, resolution, device)
     adapters = DreamCacheAdapters(unet, "paper", init="paper")
 
     def forward():
@@ -129,14 +136,8 @@ def expected_mac_ratio(arch: str, resolution: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     from .adapters import DreamCacheAdapters
-    from .cache import cache_features
 
-    spec = ARCHITECTURES[arch]
-    unet = spec.build_unet("meta")
-    side = resolution // spec.vae_scale_factor
-    latents = torch.zeros(1, 4, side, side, device="meta")
-    inputs = spec.dummy_inputs(1, (side, side))
-    cache = cache_features(unet, latents, **inputs)
+    unet, latents, inputs, cache = _unet_with_cache(arch, resolution, "meta")
     adapters = DreamCacheAdapters(unet, "paper")
     counts = []
     for active in (False, True):
