@@ -17,11 +17,18 @@ from . import toyworld as tw
 from .backbones import ARCHITECTURES
 
 
+def _synchronize():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # GPU kernels run asynchronously: stop the clock when they are done
+
+
 def _median_seconds(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
+        _synchronize()
         start = time.perf_counter()
         fn()
+        _synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -181,12 +188,16 @@ def _tiny_pipeline(out: dict):
     return DreamCachePipeline(pipe, adapters)
 
 
-def run(sections=("toyworld", "tiny")) -> dict:
+def run(sections=("toyworld", "tiny"), device: str = "cpu", repeats: int = 3) -> dict:
+    """`device` and `repeats` apply to the real-backbone sections (sd15 at 512 px, sdxl at 1024 px)."""
     out = {}
     if "toyworld" in sections:
         out.update(bench_toyworld())
     if "sd15" in sections:
-        out.update(bench_unet("sd15", 512))
+        out.update(bench_unet("sd15", 512, device, repeats))
+    if "sdxl" in sections:  # prefixed: the plain ratio keys are SD 1.5's (issue 7's contract)
+        sdxl = bench_unet("sdxl", 1024, device, repeats)
+        out.update({key if key.startswith("sdxl") else f"sdxl_{key}": value for key, value in sdxl.items()})
     if "tiny" in sections:
         out.update(bench_tiny(_tiny_pipeline(out)))
     return out

@@ -58,7 +58,7 @@ def load_checkpoint(path, models: dict, optimizer=None) -> dict:
         except Exception as err:
             raise ValueError(f"checkpoint file {file} cannot be loaded ({err})") from err
     if optimizer is not None:
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     return json.loads((path / "state.json").read_text())
 
 

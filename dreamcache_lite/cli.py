@@ -198,7 +198,7 @@ def cmd_convert_official(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run
 
-    report = run(args.sections.split(","))
+    report = run(args.sections.split(","), device=args.device, repeats=args.repeats)
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
     return 0
 
@@ -309,7 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert_official)
 
     p = sub.add_parser("bench", help="speed figures (ratios measured in one run)")
-    p.add_argument("--sections", default="toyworld,tiny", help="comma list of: toyworld, tiny, sd15 (SD 1.5 at 512 px on the CPU: minutes)")
+    p.add_argument("--sections", default="toyworld,tiny",
+                   help="comma list of: toyworld, tiny, sd15 (SD 1.5 at 512 px: minutes on a CPU), sdxl (1024 px)")
+    p.add_argument("--device", default="cpu", help="device of the sd15/sdxl sections (random weights), e.g. cuda")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats per figure in the sd15/sdxl sections")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

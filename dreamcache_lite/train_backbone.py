@@ -46,6 +46,8 @@ class BackboneConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     threads: int = 2
+    device: str = "cpu"           # "cuda" on a GPU: minutes instead of hours (same data and noise)
+    workers: int = 0              # DataLoader processes rendering the toy world (the bottleneck on a GPU)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -66,6 +68,27 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """Item `step` is that step's batch (images in [-1, 1], captions): any worker renders any step."""
+
+    def __init__(self, seed: int, n: int, start: int, stop: int):
+        self.seed, self.n, self.steps = seed, n, range(start, stop)
+
+    def __len__(self):
+        return len(self.steps)
+
+    def __getitem__(self, i):
+        images, captions = batch_images(self.seed, self.steps[i], self.n)
+        return to_tensor(images), captions
+
+
+def _batches(cfg: BackboneConfig, seed: int, n: int, start: int, stop: int, desc: str):
+    """(step, images on cfg.device, captions) for steps [start, stop), rendered by cfg.workers processes."""
+    loader = torch.utils.data.DataLoader(StepBatches(seed, n, start, stop), batch_size=None, num_workers=cfg.workers)
+    for step, (images, captions) in tqdm(zip(range(start, stop), loader), initial=start, total=stop, desc=desc):
+        yield step, images.to(cfg.device), captions
+
+
 def _resume(root: Path, models: dict, optimizer, log: Path | None = None) -> int:
     checkpoints = list_checkpoints(root)
     step = load_checkpoint(checkpoints[-1], models, optimizer)["step"] if checkpoints else 0
@@ -75,15 +98,15 @@ def _resume(root: Path, models: dict, optimizer, log: Path | None = None) -> int
 
 
 def train_vae(cfg: BackboneConfig):
-    vae = build_vae()
+    torch.manual_seed(cfg.seed)  # initial weights (all later randomness comes from per-step generators)
+    vae = build_vae().to(cfg.device)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
     root = Path(cfg.out) / "vae"
     start = _resume(root, {"vae": vae}, opt)
-    for step in tqdm(range(start, cfg.vae_steps), initial=start, total=cfg.vae_steps, desc="vae"):
+    for step, images, _ in _batches(cfg, cfg.seed, cfg.vae_batch, start, cfg.vae_steps, "vae"):
         for group in opt.param_groups:
             group["lr"] = decayed_learning_rate(cfg.vae_lr, step, cfg.vae_steps, int(0.75 * cfg.vae_steps))
-        images, _ = batch_images(cfg.seed, step, cfg.vae_batch)
-        x = random_crop(to_tensor(images), cfg.vae_crop, _step_generator(cfg.seed, step))
+        x = random_crop(images, cfg.vae_crop, _step_generator(cfg.seed, step))
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator=_step_generator(cfg.seed, step))).sample
         loss = _reconstruction_loss(recon, x) + cfg.kl_weight * posterior.kl().mean()
@@ -95,14 +118,15 @@ def train_vae(cfg: BackboneConfig):
             save_checkpoint(root, step + 1, {"vae": vae}, opt, {"loss": loss.item()}, keep=cfg.keep_checkpoints)
     vae.eval().requires_grad_(False)
     with torch.no_grad():
-        latents = vae.encode(to_tensor(batch_images(cfg.seed + 1, 0, 256)[0])).latent_dist.mean
+        latents = vae.encode(to_tensor(batch_images(cfg.seed + 1, 0, 256)[0]).to(cfg.device)).latent_dist.mean
     vae.register_to_config(scaling_factor=float(1 / latents.std()))  # unit-variance latents, as SD does
     return vae
 
 
 def train_unet(cfg: BackboneConfig, vae):
     tokenizer = build_tokenizer()
-    text_encoder, unet = build_text_encoder(tokenizer), build_unet()
+    torch.manual_seed(cfg.seed + 1)
+    text_encoder, unet = build_text_encoder(tokenizer).to(cfg.device), build_unet().to(cfg.device)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-2)
     noise_schedule = training_scheduler()
@@ -110,19 +134,19 @@ def train_unet(cfg: BackboneConfig, vae):
     root = Path(cfg.out) / "unet"
     start = _resume(root, models, opt, log=Path(cfg.out) / "unet_loss.jsonl")
     log = open(Path(cfg.out) / "unet_loss.jsonl", "a")
-    for step in tqdm(range(start, cfg.unet_steps), initial=start, total=cfg.unet_steps, desc="unet"):
+    for step, images, captions in _batches(cfg, cfg.seed, cfg.unet_batch, start, cfg.unet_steps, "unet"):
         for group in opt.param_groups:
             group["lr"] = unet_learning_rate(cfg, step)
         gen = _step_generator(cfg.seed, step)
-        images, captions = batch_images(cfg.seed, step, cfg.unet_batch)
         drop = torch.rand(len(captions), generator=gen) < cfg.caption_dropout
         captions = ["" if d else c for c, d in zip(captions, drop)]
         with torch.no_grad():
-            latents = vae.encode(to_tensor(images)).latent_dist.sample(generator=gen) * vae.config.scaling_factor
+            latents = vae.encode(images).latent_dist.sample(generator=gen) * vae.config.scaling_factor
         ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids
-        noise = torch.randn(latents.shape, generator=gen)
-        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(captions),), generator=gen)
+                        return_tensors="pt").input_ids.to(cfg.device)
+        # noise drawn on the CPU from the step's generator: the same run on any device
+        noise = torch.randn(latents.shape, generator=gen).to(cfg.device)
+        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(captions),), generator=gen).to(cfg.device)
         noisy = noise_schedule.add_noise(latents, noise, t)
         pred = unet(noisy, t, encoder_hidden_states=text_encoder(ids)[0]).sample
         loss = F.mse_loss(pred, noise)
@@ -146,9 +170,7 @@ def finetune_decoder(cfg: BackboneConfig, vae):
     opt = torch.optim.AdamW(decoder.parameters(), lr=cfg.decoder_lr)
     root = Path(cfg.out) / "decoder"
     start = _resume(root, {"decoder": decoder}, opt)
-    for step in tqdm(range(start, cfg.decoder_steps), initial=start, total=cfg.decoder_steps, desc="decoder"):
-        images, _ = batch_images(cfg.seed + 2, step, cfg.decoder_batch)
-        x = to_tensor(images)
+    for step, x, _ in _batches(cfg, cfg.seed + 2, cfg.decoder_batch, start, cfg.decoder_steps, "decoder"):
         with torch.no_grad():
             latents = vae.encode(x).latent_dist.sample(generator=_step_generator(cfg.seed, step))
         loss = _reconstruction_loss(vae.decode(latents).sample, x)

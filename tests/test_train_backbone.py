@@ -28,3 +28,12 @@ def test_learning_rate_decay_and_crops():
     crop = random_crop(x, 32, torch.Generator().manual_seed(0))
     assert crop.shape == (2, 3, 32, 32)
     assert torch.equal(random_crop(x, 64, torch.Generator()), x)
+
+
+def test_rendering_workers_change_nothing(tmp_path):
+    """The toy world rendered by DataLoader workers (how a GPU run keeps fed) gives the same weights."""
+    small = dict(vae_steps=1, vae_batch=2, vae_crop=32, unet_steps=2, unet_batch=2, decoder_steps=1, decoder_batch=2,
+                 threads=1)
+    one, _ = train_backbone(BackboneConfig(out=str(tmp_path / "a"), workers=0, **small))
+    two, _ = train_backbone(BackboneConfig(out=str(tmp_path / "b"), workers=2, **small))
+    assert all(torch.equal(v, two.unet.state_dict()[k]) for k, v in one.unet.state_dict().items())
