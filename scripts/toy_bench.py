@@ -29,16 +29,17 @@ OUT = Path("figures/toy_bench")
 
 def run(args) -> None:
     torch.set_num_threads(args.threads)
-    dc = DreamCachePipeline.from_pretrained(load_pipeline("tiny"), TINY_ADAPTERS)
+    adapters = TINY_ADAPTERS if "dreamcache" in args.methods else None  # the others never use them
+    dc = DreamCachePipeline.from_pretrained(load_pipeline("tiny", device=args.device), adapters)
     proto = protocol(seeds=args.seeds, identities=args.identities, steps=args.steps)
-    oracle = Oracle.load()
+    oracle = Oracle.load().to(args.device)
     OUT.mkdir(parents=True, exist_ok=True)
     for method in args.methods:
         start = time.time()
         summary, _ = evaluate(method, dc, proto, text_scale=args.text_scale, ref_scale=args.ref_scale,
                               oracle=oracle, finetune_steps=args.finetune_steps)
         summary.update(command="python " + " ".join(sys.argv), wall_seconds=round(time.time() - start, 1),
-                       threads=args.threads, seeds=len(proto.seeds), identities=len(proto.identities))
+                       threads=args.threads, device=args.device, seeds=len(proto.seeds), identities=len(proto.identities))
         (OUT / f"{method}.json").write_text(json.dumps(summary, indent=1))
         print(json.dumps({k: summary[k] for k in TABLE_COLUMNS}))
 
@@ -61,6 +62,8 @@ def report() -> None:
              f"Protocol: {summaries[0]['identities']} held-out identities x 25 prompts x {summaries[0]['seeds']} "
              f"seeds, DDIM {summaries[0]['steps']} steps, text scale {summaries[0]['text_scale']}, DreamCache "
              f"reference scale {summaries[-1].get('ref_scale')}; subject chance {summaries[0]['subject_chance']}.",
+             "Seconds columns measured on: " + ", ".join(f"{s['method']} {s.get('device', 'cpu')} "
+                                                         f"({s.get('threads', 1)} thread)" for s in summaries) + ".",
              "", "Produced by:", "", *[f"    {c}" for c in commands], "    python scripts/toy_bench.py --report"]
     Path("figures/toy_bench.md").write_text("\n".join(lines) + "\n")
     tradeoff_figure(summaries, "figures/toy_bench.png", title="toy bench: subject vs prompt fidelity")
@@ -77,6 +80,7 @@ def main():
     parser.add_argument("--ref-scale", type=float, default=1.0)
     parser.add_argument("--finetune-steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="e.g. cuda (seconds columns then are that device's)")
     parser.add_argument("--report", action="store_true", help="only rebuild the table from saved results")
     args = parser.parse_args()
     if not args.report:
