@@ -104,8 +104,9 @@ def dreambooth(dc, reference, class_name: str, *, steps: int = 100, batch_size: 
             views = torch.cat([_shifted(subject, generator) for _ in range(batch_size)])
             priors = prior[torch.randint(len(prior), (batch_size,), generator=generator)]
             latents = torch.cat([views, priors])
-            noise = torch.randn(latents.shape, generator=generator)
+            noise = torch.randn(latents.shape, generator=generator).to(latents)  # CPU draws: same on any device
             t = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=generator)
+            t = t.to(latents.device)
             cond = text.repeat_interleave(batch_size, dim=0)
             pred = unet(scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=cond).sample
             loss = F.mse_loss(pred[:batch_size], noise[:batch_size]) \
