@@ -32,7 +32,7 @@ def run(args) -> None:
     adapters = args.adapters if "dreamcache" in args.methods else None  # the others never use them
     dc = DreamCachePipeline.from_pretrained(load_pipeline("tiny", device=args.device), adapters)
     proto = protocol(seeds=args.seeds, identities=args.identities, steps=args.steps)
-    oracle = Oracle.load().to(args.device)
+    oracle = Oracle.load(args.oracle).to(args.device)
     OUT.mkdir(parents=True, exist_ok=True)
     for method in args.methods:
         start = time.time()
@@ -81,6 +81,7 @@ def main():
     parser.add_argument("--finetune-steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--adapters", default=str(TINY_ADAPTERS), help="DreamCache's adapter file (default: shipped)")
+    parser.add_argument("--oracle", default=None, help="the oracle's weights (default: shipped)")
     parser.add_argument("--device", default="cpu", help="e.g. cuda (seconds columns then are that device's)")
     parser.add_argument("--report", action="store_true", help="only rebuild the table from saved results")
     args = parser.parse_args()
