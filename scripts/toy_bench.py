@@ -39,7 +39,8 @@ def run(args) -> None:
         summary, _ = evaluate(method, dc, proto, text_scale=args.text_scale, ref_scale=args.ref_scale,
                               oracle=oracle, finetune_steps=args.finetune_steps)
         summary.update(command="python " + " ".join(sys.argv), wall_seconds=round(time.time() - start, 1),
-                       threads=args.threads, device=args.device, seeds=len(proto.seeds), identities=len(proto.identities))
+                       threads=args.threads, device=args.device, seeds=len(proto.seeds),
+                       identities=len(proto.identities))
         (OUT / f"{method}.json").write_text(json.dumps(summary, indent=1))
         print(json.dumps({k: summary[k] for k in TABLE_COLUMNS}))
 
