@@ -62,9 +62,10 @@ def report() -> None:
     lines = ["# Toy bench (tiny backbone, judged by the oracle)", "", markdown_table(summaries), "",
              f"Protocol: {summaries[0]['identities']} held-out identities x 25 prompts x {summaries[0]['seeds']} "
              f"seeds, DDIM {summaries[0]['steps']} steps, text scale {summaries[0]['text_scale']}, DreamCache "
-             f"reference scale {summaries[-1].get('ref_scale')}; subject chance {summaries[0]['subject_chance']}.",
+             f"reference scale {next((x['ref_scale'] for x in summaries if x['ref_scale'] is not None), '-')}; "
+             f"subject chance {summaries[0]['subject_chance']}.",
              "Seconds columns measured on: " + ", ".join(f"{s['method']} {s.get('device', 'cpu')} "
-                                                         f"({s.get('threads', 1)} thread)" for s in summaries) + ".",
+                                                         f"({s.get('threads', 1)} threads)" for s in summaries) + ".",
              "", "Produced by:", "", *[f"    {c}" for c in commands], "    python scripts/toy_bench.py --report"]
     Path("figures/toy_bench.md").write_text("\n".join(lines) + "\n")
     tradeoff_figure(summaries, "figures/toy_bench.png", title="toy bench: subject vs prompt fidelity")
