@@ -5,7 +5,7 @@
     print(ablation_table(rows))
 
 `layers` and `injection` change what is trained, so each value trains its own adapters (under
-`train.out/<factor>-<value>`, resumable) before the toy bench; `cache_timestep` and `cache_prompt`
+`train.out/<layer preset>-<injection>`, resumable, so equal settings share one run) before the toy bench; `cache_timestep` and `cache_prompt`
 change only the cache, so they reuse one set of trained adapters (the paper retrained for these;
 with fixed adapters the rows say how sensitive trained adapters are to the caching choice).
 Toy subject / prompt fidelity stand beside the paper's CLIP-I / CLIP-T (SD 1.5): compare trends,
@@ -55,8 +55,8 @@ def ablation(factor: str, values=None, *, pipe, proto, train: TrainConfig | None
 
 
 def _trained_row(factor, value, pipe, proto, train: TrainConfig, oracle, progress) -> dict:
-    change = {"layers": LAYER_PRESETS[value]} if factor == "layers" else {"injection": value}
-    cfg = replace(train, out=f"{train.out}/{factor}-{value}", **change)
+    cfg = replace(train, **({"layers": LAYER_PRESETS[value]} if factor == "layers" else {"injection": value}))
+    cfg = replace(cfg, out=trained_folder(train.out, cfg.layers, cfg.injection))
     adapters = train_adapters(cfg, pipe=pipe, progress=progress)
     try:
         summary, _ = evaluate("dreamcache", DreamCachePipeline(pipe, adapters), proto, oracle=oracle,
@@ -64,6 +64,12 @@ def _trained_row(factor, value, pipe, proto, train: TrainConfig, oracle, progres
     finally:
         adapters.uninstall()
     return summary
+
+
+def trained_folder(root, layers: str, injection: str) -> str:
+    """Where the ablation trains adapters with these settings (injection=concat with layers=paper is the
+    same run in both the layer and the injection ablation)."""
+    return f"{root}/{layers}-{injection}"
 
 
 def ablation_table(rows: list[dict]) -> str:

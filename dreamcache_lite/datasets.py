@@ -19,9 +19,24 @@ from . import toyworld
 from .images import pil_to_tensor
 
 
-def _batch(targets: np.ndarray, references: np.ndarray, captions: list[str]) -> dict:
+def _batch(targets: np.ndarray, references: np.ndarray, captions: list[str], masks: np.ndarray) -> dict:
+    """Images in [-1, 1]; `mask` (N, 1, H, W) is 1 on the target's subject (for a subject-weighted loss)."""
     to_tensor = lambda arr: pil_to_tensor([Image.fromarray(a) for a in arr])  # noqa: E731
-    return {"target": to_tensor(targets), "reference": to_tensor(references), "caption": list(captions)}
+    return {"target": to_tensor(targets), "reference": to_tensor(references), "caption": list(captions),
+            "mask": torch.from_numpy(np.asarray(masks, np.float32))[:, None]}
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item i is batch `start + i` of a pair source: lets DataLoader workers render batches ahead."""
+
+    def __init__(self, source, size: int, start: int, stop: int):
+        self.source, self.size, self.indices = source, size, range(start, stop)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.source.batch(self.indices[i], self.size)
 
 
 class ToyPairs:
@@ -38,7 +53,7 @@ class ToyPairs:
     def batch(self, step: int, size: int) -> dict:
         pairs = toyworld.render_batch(size, seed=self.seed * 1_000_003 + step, n_identities=self.n_identities,
                                       flip_p=0.0, describe_p=self.describe_p)
-        return _batch(pairs["target"], pairs["reference"], pairs["caption"])
+        return _batch(pairs["target"], pairs["reference"], pairs["caption"], pairs["mask"])
 
 
 class FolderPairs:
@@ -75,7 +90,7 @@ class FolderPairs:
 
     def batch(self, step: int, size: int) -> dict:
         rng = np.random.default_rng((self.seed, step))
-        targets, references, captions = [], [], []
+        targets, references, captions, masks = [], [], [], []
         while len(targets) < size:
             name = self.names[int(rng.integers(len(self.names)))]
             try:
@@ -93,7 +108,8 @@ class FolderPairs:
             targets.append(image)
             references.append(toyworld.reference_from_target(image, mask, rng, flip_p=0.5))
             captions.append(caption)
-        return _batch(np.stack(targets), np.stack(references), captions)
+            masks.append(mask)
+        return _batch(np.stack(targets), np.stack(references), captions, np.stack(masks))
 
 
 def make_dataset(source: str, resolution: int, seed: int = 0, on_error: str = "skip", n_identities=None,

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from . import toyworld
 from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
+from .datasets import StepBatches
 from .tiny_backbone import (assemble_pipeline, build_text_encoder, build_tokenizer, build_unet, build_vae,
                             training_scheduler)
 
@@ -68,23 +69,20 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-class StepBatches(torch.utils.data.Dataset):
-    """Item `step` is that step's batch (images in [-1, 1], captions): any worker renders any step."""
+class BackboneImages:
+    """The backbone's training images as a pair source (`batch(step, n)`) for `datasets.StepBatches`."""
 
-    def __init__(self, seed: int, n: int, start: int, stop: int):
-        self.seed, self.n, self.steps = seed, n, range(start, stop)
+    def __init__(self, seed: int):
+        self.seed = seed
 
-    def __len__(self):
-        return len(self.steps)
-
-    def __getitem__(self, i):
-        images, captions = batch_images(self.seed, self.steps[i], self.n)
+    def batch(self, step: int, n: int):
+        images, captions = batch_images(self.seed, step, n)
         return to_tensor(images), captions
 
 
 def _batches(cfg: BackboneConfig, seed: int, n: int, start: int, stop: int, desc: str):
     """(step, images on cfg.device, captions) for steps [start, stop), rendered by cfg.workers processes."""
-    loader = torch.utils.data.DataLoader(StepBatches(seed, n, start, stop), batch_size=None, num_workers=cfg.workers)
+    loader = torch.utils.data.DataLoader(StepBatches(BackboneImages(seed), n, start, stop), batch_size=None, num_workers=cfg.workers)
     for step, (images, captions) in tqdm(zip(range(start, stop), loader), initial=start, total=stop, desc=desc):
         yield step, images.to(cfg.device), captions
 

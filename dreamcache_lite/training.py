@@ -26,7 +26,7 @@ from .adapters import DreamCacheAdapters
 from .backbones import load_pipeline
 from .cache import cache_features
 from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
-from .datasets import caption_dropout, make_dataset
+from .datasets import StepBatches, caption_dropout, make_dataset
 from .pipeline import DreamCachePipeline
 
 
@@ -49,6 +49,7 @@ class TrainConfig:
     reference_dropout: float = 0.05
     cache_timestep: int = 1
     min_snr_gamma: float | None = None
+    subject_weight: float = 0.0         # extra loss weight on the target's subject pixels, where identity lives
     gradient_checkpointing: bool = False
     mixed_precision: str = "no"
     checkpoint_every: int = 250
@@ -57,6 +58,7 @@ class TrainConfig:
     n_identities: int | None = None
     describe_p: float = 0.5             # toy world: share of captions naming colour and pattern
     seed: int = 0
+    workers: int = 0                    # DataLoader processes rendering pairs ahead (the bottleneck on a GPU)
     extra: dict = field(default_factory=dict)
 
 
@@ -93,7 +95,13 @@ def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: Tr
     noisy = noise_schedule.add_noise(target, noise, t)
     with adapters.reference(cache, rows=rows):
         pred = unet(noisy, t, encoder_hidden_states=text).sample
-    per_sample = F.mse_loss(pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+    squared = F.mse_loss(pred.float(), noise.float(), reduction="none")
+    if cfg.subject_weight:  # the subject is a small share of the pixels; its detail is what the reference adds
+        mask = F.interpolate(batch["mask"].to(squared.device), size=squared.shape[-2:], mode="area")
+        weight = 1 + cfg.subject_weight * mask
+        per_sample = (squared * weight).mean(dim=(1, 2, 3)) / weight.mean(dim=(1, 2, 3))
+    else:
+        per_sample = squared.mean(dim=(1, 2, 3))
     if cfg.min_snr_gamma:
         alpha_bar = noise_schedule.alphas_cumprod.to(t.device)[t]
         snr = alpha_bar / (1 - alpha_bar)
@@ -134,6 +142,9 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
     start = _resume(cfg, adapters, optimizer) if resume else 0
     dataset = make_dataset(cfg.dataset, pipe.unet.config.sample_size * pipe.vae_scale_factor, cfg.seed,
                            cfg.on_bad_sample, cfg.n_identities, cfg.describe_p)
+    loader = iter(torch.utils.data.DataLoader(
+        StepBatches(dataset, cfg.batch_size, start * cfg.grad_accum, cfg.steps * cfg.grad_accum),
+        batch_size=None, num_workers=cfg.workers))
     began = time.time()
     with open(out / "loss.jsonl", "a") as log:
         for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="adapters",
@@ -143,7 +154,7 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
             total = 0.0
             for micro in range(cfg.grad_accum):
                 with accelerator.accumulate(unet):
-                    batch = dataset.batch(step * cfg.grad_accum + micro, cfg.batch_size)
+                    batch = next(loader)  # batch number step * grad_accum + micro
                     loss = training_loss(pipe, unet, adapters, batch, cfg, _generator(cfg, step, micro),
                                          noise_schedule)
                     if not torch.isfinite(loss):

@@ -28,7 +28,7 @@ def test_layer_ablation_trains_one_set_of_adapters_per_preset(setting, tmp_path)
     assert [r["value"] for r in rows] == ["mid", "mid+decoder"]
     assert rows[0]["extra_params"] < rows[1]["extra_params"]
     assert (rows[1]["paper_clip_i"], rows[1]["paper_clip_t"]) == (0.810, 0.298)
-    assert (tmp_path / "layers-mid" / "adapters.safetensors").is_file()
+    assert (tmp_path / "mid-concat" / "adapters.safetensors").is_file()
     assert all(pipe.unet.attn_processors[k] is v for k, v in before.items())  # adapters removed after each row
     table = ablation_table(rows)
     assert "| mid+decoder |" in table and "0.810" in table

@@ -81,3 +81,33 @@ def test_reference_gain_is_zero_for_identity_adapters_and_moves_once_they_use_th
     adapters = DreamCacheAdapters(pipe.unet, "paper", init="paper")
     gain = reference_gain(pipe, adapters, size=4)
     assert gain["own"] != gain["none"] and gain["own"] != gain["shuffled"]
+
+
+def test_rendering_workers_change_nothing(tmp_path):
+    inline = train_adapters(small_config(tmp_path / "a"), pipe=random_tiny_pipeline(), progress=False)
+    workers = train_adapters(small_config(tmp_path / "b", workers=2), pipe=random_tiny_pipeline(), progress=False)
+    a, b = inline.state_dict(), workers.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_subject_weight_reweights_only_where_the_subject_is():
+    from diffusers import DDPMScheduler
+
+    from dreamcache_lite.adapters import DreamCacheAdapters
+    from dreamcache_lite.datasets import ToyPairs
+
+    pipe = random_tiny_pipeline()
+    adapters = DreamCacheAdapters(pipe.unet, "paper", init="paper")
+    schedule = DDPMScheduler.from_config(pipe.scheduler.config)
+    batch = ToyPairs().batch(0, 2)
+    assert batch["mask"].shape == (2, 1, 64, 64) and 0 < batch["mask"].mean() < 1
+
+    def loss(batch, **changes):
+        cfg = TrainConfig(reference_dropout=0.0, caption_dropout=0.0, **changes)
+        with torch.no_grad():
+            return training.training_loss(pipe, pipe.unet, adapters, batch, cfg, torch.Generator().manual_seed(0),
+                                          schedule).item()
+
+    plain = loss(batch)
+    assert loss({**batch, "mask": torch.zeros_like(batch["mask"])}, subject_weight=4.0) == pytest.approx(plain)
+    assert loss(batch, subject_weight=4.0) != pytest.approx(plain, rel=1e-3)
