@@ -15,6 +15,7 @@ from diffusers import StableDiffusionPipeline
 from tqdm.auto import tqdm
 
 from .adapters import DreamCacheAdapters
+from .backbones import ARCHITECTURES, load_pipeline
 from .cache import FeatureCache, cache_features
 from .images import pil_to_tensor, subject_on_white
 
@@ -26,9 +27,16 @@ class DreamCachePipeline:
 
     @classmethod
     def from_pretrained(cls, backbone, adapters=None, **kwargs) -> "DreamCachePipeline":
-        """`backbone`: a diffusers folder or hub id; `adapters`: a safetensors file saved by `DreamCacheAdapters`."""
-        pipe = backbone if isinstance(backbone, StableDiffusionPipeline) else \
-            StableDiffusionPipeline.from_pretrained(backbone, safety_checker=None, requires_safety_checker=False, **kwargs)
+        """`backbone`: a pipeline, a registry name (`tiny`, `sd15`, ...: `load_pipeline`, kwargs device/dtype),
+        or a diffusers folder or hub id (kwargs go to `from_pretrained`); `adapters`: a file saved by
+        `DreamCacheAdapters`."""
+        if isinstance(backbone, StableDiffusionPipeline):
+            pipe = backbone
+        elif backbone == "tiny" or backbone in ARCHITECTURES:
+            pipe = load_pipeline(backbone, **kwargs)
+        else:
+            pipe = StableDiffusionPipeline.from_pretrained(backbone, safety_checker=None, requires_safety_checker=False,
+                                                           **kwargs)
         pipe.set_progress_bar_config(disable=True)
         loaded = DreamCacheAdapters.from_file(pipe.unet, adapters) if adapters else None
         return cls(pipe, loaded)

@@ -38,3 +38,10 @@ def test_damaged_weight_file_is_named(tmp_path, damage):
         error = FileNotFoundError
     with pytest.raises(error, match=victim.name):
         load_pipeline(str(copy))
+
+
+def test_the_dreamcache_pipeline_takes_registry_names():
+    from dreamcache_lite.pipeline import DreamCachePipeline
+
+    dc = DreamCachePipeline.from_pretrained("tiny")
+    assert dc.resolution == 64 and dc.adapters is None
