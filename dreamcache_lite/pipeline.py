@@ -90,12 +90,15 @@ class DreamCachePipeline:
     def __call__(self, prompt: str | list[str], cache: FeatureCache | list[FeatureCache] | None = None, *,
                  negative_prompt: str = "", num_images: int = 1, seed: int = 0, steps: int = 50,
                  text_scale: float = 7.5, ref_scale: float = 1.0, callback=None, progress: bool = True,
-                 return_attention: bool = False, output_type: str = "pil", before_unet=None):
+                 return_attention: bool = False, output_type: str = "pil", before_unet=None,
+                 init_images: torch.Tensor | None = None, strength: float = 1.0):
         """Generate `num_images` per prompt (image i of every prompt uses seed `seed + i`).
 
         cache: a reference cache (a list is merged as multi-reference); None = text-only, plain CFG.
         callback(step, timestep, latents) is called after every step; before_unet(timestep) before every
         UNet call (the reference-only baseline runs its reference pass there).
+        init_images ((1 or n, 3, H, W) in [-1, 1]) with `strength` < 1 starts from those images noised to
+        that share of the schedule instead of from pure noise (SDEdit).
         Returns a list of images (and, with `return_attention`, the adapters' attention maps).
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -111,6 +114,11 @@ class DreamCachePipeline:
         latents = self._initial_latents(seeds)
         scheduler = self.pipe.scheduler
         scheduler.set_timesteps(steps, device=self.device)
+        timesteps = scheduler.timesteps
+        if init_images is not None:
+            timesteps = timesteps[steps - max(1, round(steps * strength)):]
+            start = self.encode_images(init_images.to(self.device)).expand(n, -1, -1, -1)
+            latents = scheduler.add_noise(start, latents, timesteps[:1])
         if cache is not None:
             # branch rows: [noref+neg | ref+prompt | ref+neg]
             conditioning = torch.cat([negative, text, negative])
@@ -120,7 +128,7 @@ class DreamCachePipeline:
         else:
             conditioning = torch.cat([negative, text])
         try:
-            for i, t in enumerate(tqdm(scheduler.timesteps, disable=not progress, desc="denoising")):
+            for i, t in enumerate(tqdm(timesteps, disable=not progress, desc="denoising")):
                 branches = len(conditioning) // n
                 model_in = scheduler.scale_model_input(torch.cat([latents] * branches), t)
                 if before_unet is not None:

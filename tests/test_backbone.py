@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 from diffusers import StableDiffusionPipeline
+from PIL import Image
 
 from dreamcache_lite.backbones import TINY_BACKBONE, load_pipeline
 from dreamcache_lite.manifest import verify_manifest
@@ -45,3 +46,19 @@ def test_the_dreamcache_pipeline_takes_registry_names():
 
     dc = DreamCachePipeline.from_pretrained("tiny")
     assert dc.resolution == 64 and dc.adapters is None
+
+
+def test_sdedit_keeps_the_start_image_at_low_strength():
+    from dreamcache_lite import toyworld as tw
+    from dreamcache_lite.images import pil_to_tensor
+    from dreamcache_lite.pipeline import DreamCachePipeline
+
+    dc = DreamCachePipeline.from_pretrained("tiny")
+    scene = tw.render(tw.benchmark_identities()[0], tw.benchmark_scene(tw.BENCHMARK_PROMPTS[0], 0))[0]
+    start = pil_to_tensor([Image.fromarray(scene)])
+    distance = {}
+    for strength in (0.1, 1.0):
+        out = dc(["a ball"], None, steps=10, seed=0, init_images=start, strength=strength, output_type="latent",
+                 progress=False)
+        distance[strength] = (out - dc.encode_images(start)).abs().mean().item()
+    assert distance[0.1] < 0.25 * distance[1.0]

@@ -1,0 +1,74 @@
+"""How much identity can the backbone keep at all? The true benchmark scenes, VAE round-tripped and
+re-noised to a share of the schedule (SDEdit), then denoised text-only and with DreamCache, judged by
+the oracle. Strength 0 is the VAE alone; at strength 1 nothing of the scene is left.
+
+    python scripts/identity_ceiling.py --adapters runs/adapters-v3/adapters.safetensors --oracle ORACLE
+
+If subject fidelity collapses while the true identity is still half in the latent, the backbone --
+not the adapters -- is what loses the identity detail. Writes figures/identity_ceiling.json.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dreamcache_lite import toyworld as tw
+from dreamcache_lite.evaluation import reference_image, score, summarise
+from dreamcache_lite.images import pil_to_tensor
+from dreamcache_lite.oracle import Oracle
+from dreamcache_lite.pipeline import DreamCachePipeline
+
+
+def true_scenes(identity, seed: int) -> torch.Tensor:
+    scenes = [tw.render(identity, tw.benchmark_scene(spec, seed))[0] for spec in tw.BENCHMARK_PROMPTS]
+    return pil_to_tensor([Image.fromarray(s) for s in scenes])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--adapters", required=True)
+    parser.add_argument("--oracle", default=None, help="the oracle's weights (default: shipped)")
+    parser.add_argument("--identities", type=int, default=6)
+    parser.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.7, 1.0])
+    parser.add_argument("--ref-scale", type=float, default=1.0)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    dc = DreamCachePipeline.from_pretrained("tiny", adapters=args.adapters)
+    oracle = Oracle.load(args.oracle)
+    specs, start_time, results = tw.BENCHMARK_PROMPTS, time.time(), []
+    for strength in args.strengths:
+        for method in ("text", "dreamcache"):
+            if strength == 0 and method == "dreamcache":
+                continue  # the VAE round trip has no method
+            rows = []
+            for identity in tw.benchmark_identities()[: args.identities]:
+                reference, start = reference_image(identity), true_scenes(identity, seed=0)
+                prompts = [tw.prompt_text(spec, identity.class_name) for spec in specs]
+                if strength == 0:
+                    images = dc.decode(dc.encode_images(start))
+                else:
+                    cache = dc.cache_reference(reference) if method == "dreamcache" else None
+                    images = dc(prompts, cache, steps=args.steps, seed=0, text_scale=5.0, ref_scale=args.ref_scale,
+                                init_images=start, strength=strength, progress=False)
+                arrays = np.stack([np.asarray(img) for img in images])
+                rows += score(oracle, arrays, identity, specs, prompts, 0, reference)
+            summary = {"strength": strength, "method": "vae" if strength == 0 else method, **summarise(rows)}
+            results.append(summary)
+            print(f"strength {strength:.1f} {summary['method']:10s} subject {summary['subject_fidelity']:.3f} "
+                  f"prompt {summary['prompt_fidelity']:.3f}", flush=True)
+    out = {"results": results, "identities": args.identities, "steps": args.steps, "ref_scale": args.ref_scale,
+           "adapters": args.adapters, "command": "python " + " ".join(sys.argv),
+           "seconds": round(time.time() - start_time, 1)}
+    Path("figures/identity_ceiling.json").write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
