@@ -6,7 +6,8 @@
 The layer and injection ablations train one set of adapters per value (under --train-out, resumable:
 a run whose checkpoints already reach --steps only evaluates); the caching-timestep and caching-prompt
 ablations reuse the mid+decoder adapters. Each factor's rows are saved as figures/ablations/<factor>.json
-as soon as they are done; the report writes figures/ablations.md.
+as soon as they are done, beside text-only on the same protocol (text.json, the yardstick); the report
+writes figures/ablations.md.
 """
 
 import argparse
@@ -20,7 +21,8 @@ import torch
 from dreamcache_lite.ablations import DEFAULTS, ablation, ablation_table, trained_folder
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.backbones import load_pipeline
-from dreamcache_lite.evaluation import protocol
+from dreamcache_lite.evaluation import evaluate, protocol
+from dreamcache_lite.pipeline import DreamCachePipeline
 from dreamcache_lite.oracle import Oracle
 from dreamcache_lite.training import TrainConfig
 
@@ -35,6 +37,9 @@ def run(args) -> None:
     train = TrainConfig(out=args.train_out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         workers=args.workers, checkpoint_every=100, keep_checkpoints=2)
     OUT.mkdir(parents=True, exist_ok=True)
+    if not (OUT / "text.json").is_file():  # the yardstick: what the class word alone gives on this protocol
+        summary, _ = evaluate("text", DreamCachePipeline(pipe), proto, oracle=oracle)
+        (OUT / "text.json").write_text(json.dumps(summary, indent=1))
     for factor in args.factors:
         start, adapters = time.time(), None
         if factor in ("cache_timestep", "cache_prompt"):  # only the cache changes: reuse trained adapters
@@ -59,6 +64,11 @@ def report() -> None:
         raise SystemExit(f"no results in {OUT}: run the ablations first")
     lines = ["# Ablations on the tiny backbone (judged by the oracle), the paper's SD 1.5 numbers beside", "",
              "Toy subject / prompt fidelity stand beside the paper's CLIP-I / CLIP-T: compare trends, not values.", ""]
+    if (OUT / "text.json").is_file():
+        text = json.loads((OUT / "text.json").read_text())
+        lines += [f"Yardstick, text-only (class word) on the same protocol: subject fidelity {text['subject_fidelity']}, "
+                  f"prompt fidelity {text['prompt_fidelity']}, embedding cosine {text['embedding_cosine']} "
+                  f"(subject chance {text['subject_chance']}).", ""]
     for r in results:
         t = r["train"]
         lines += [f"## {r['factor']}", "", ablation_table(r["rows"]), "",
@@ -73,7 +83,8 @@ def report() -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--factors", nargs="+", default=list(DEFAULTS), choices=list(DEFAULTS))
+    parser.add_argument("--factors", nargs="*", default=list(DEFAULTS), choices=list(DEFAULTS),
+                        help="none: only the text-only yardstick")
     parser.add_argument("--train-out", default="runs/ablate", help="where the ablation's adapters train")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=96)
