@@ -5,9 +5,10 @@
     print(ablation_table(rows))
 
 `layers` and `injection` change what is trained, so each value trains its own adapters (under
-`train.out/<layer preset>-<injection>`, resumable, so equal settings share one run) before the toy bench; `cache_timestep` and `cache_prompt`
-change only the cache, so they reuse one set of trained adapters (the paper retrained for these;
-with fixed adapters the rows say how sensitive trained adapters are to the caching choice).
+`train.out/<layer preset>-<injection>`, resumable; equal settings share one run) before the toy
+bench; `cache_timestep` and `cache_prompt` change only the cache, so they reuse one set of trained
+adapters (the paper retrained for these; with fixed adapters the rows say how sensitive trained
+adapters are to the caching choice).
 Toy subject / prompt fidelity stand beside the paper's CLIP-I / CLIP-T (SD 1.5): compare trends,
 not values.
 """

@@ -116,6 +116,8 @@ class DreamCachePipeline:
         scheduler.set_timesteps(steps, device=self.device)
         timesteps = scheduler.timesteps
         if init_images is not None:
+            if not 0 < strength <= 1:
+                raise ValueError(f"strength must be in (0, 1], got {strength}")
             timesteps = timesteps[steps - max(1, round(steps * strength)):]
             start = self.encode_images(init_images.to(self.device)).expand(n, -1, -1, -1)
             latents = scheduler.add_noise(start, latents, timesteps[:1])

@@ -82,7 +82,8 @@ class BackboneImages:
 
 def _batches(cfg: BackboneConfig, seed: int, n: int, start: int, stop: int, desc: str):
     """(step, images on cfg.device, captions) for steps [start, stop), rendered by cfg.workers processes."""
-    loader = torch.utils.data.DataLoader(StepBatches(BackboneImages(seed), n, start, stop), batch_size=None, num_workers=cfg.workers)
+    loader = torch.utils.data.DataLoader(StepBatches(BackboneImages(seed), n, start, stop), batch_size=None,
+                                         num_workers=cfg.workers)
     for step, (images, captions) in tqdm(zip(range(start, stop), loader), initial=start, total=stop, desc=desc):
         yield step, images.to(cfg.device), captions
 

@@ -66,8 +66,8 @@ def report() -> None:
              "Toy subject / prompt fidelity stand beside the paper's CLIP-I / CLIP-T: compare trends, not values.", ""]
     if (OUT / "text.json").is_file():
         text = json.loads((OUT / "text.json").read_text())
-        lines += [f"Yardstick, text-only (class word) on the same protocol: subject fidelity {text['subject_fidelity']}, "
-                  f"prompt fidelity {text['prompt_fidelity']}, embedding cosine {text['embedding_cosine']} "
+        lines += [f"Yardstick, text-only (class word) on the same protocol: subject fidelity "
+                  f"{text['subject_fidelity']}, prompt fidelity {text['prompt_fidelity']}, embedding cosine {text['embedding_cosine']} "
                   f"(subject chance {text['subject_chance']}).", ""]
     for r in results:
         t = r["train"]
