@@ -85,7 +85,7 @@ def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scal
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     oracle = oracle or oracle_lib.Oracle.load()
-    rows, setup, generating, generated, memo = [], 0.0, 0.0, 0, {}
+    rows, setup, generating, generated, memo, cache_bytes = [], 0.0, 0.0, 0, {}, 0
     for idn in tqdm(proto.identities, desc=f"toy bench ({method})", disable=not progress):
         reference = reference_image(idn)
         with contextlib.ExitStack() as stack:
@@ -93,6 +93,7 @@ def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scal
             cache, noun = personalise(method, dc, reference, idn, stack, finetune_steps, cache_timestep,
                                       cache_prompt)
             setup += time.perf_counter() - start
+            cache_bytes = cache.nbytes if cache is not None else 0
             for seed in proto.seeds:
                 prompts = prompts_for(method, idn, proto.prompts, seed, noun)
                 key = (tuple(prompts), seed)
@@ -108,7 +109,7 @@ def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scal
     summary.update(method=method, images=len(rows), generated=generated, seconds=round(setup + generating, 2),
                    setup_seconds=round(setup / max(1, len(proto.identities)), 4),
                    seconds_per_image=round(generating / max(1, generated), 4),
-                   extra_params=extra_parameters(method, dc),
+                   extra_params=extra_parameters(method, dc), cache_bytes=cache_bytes,
                    subject_chance=oracle_lib.SUBJECT_CHANCE, text_scale=text_scale,
                    ref_scale=ref_scale if method == "dreamcache" else None, steps=proto.steps,
                    cache_timestep=cache_timestep, cache_prompt=cache_prompt)
@@ -128,23 +129,32 @@ def score(oracle, images, identity, specs, prompts, seed, reference) -> list[dic
     ref_read = oracle.read(reference[None])
     ids = [identity] * n
     recoloured = [spec.recolour is not None for spec in specs]
+    parts = oracle_lib.subject_parts(read, ids, recoloured)
     subject = oracle_lib.subject_fidelity(read, ids, recoloured)
     prompt = oracle_lib.prompt_fidelity(read, specs, [identity.class_name] * n)
     klass = oracle_lib.class_accuracy(read, ids)
     cosine = oracle_lib.embedding_cosine(read, {k: np.repeat(v, n, axis=0) for k, v in ref_read.items()})
     return [dict(identity=identity.seed, class_name=identity.class_name, seed=seed, kind=spec.kind, prompt=p,
                  class_accuracy=float(klass[i]), prompt_fidelity=float(prompt[i]),
-                 subject_fidelity=float(subject[i]), embedding_cosine=float(cosine[i]))
+                 subject_fidelity=float(subject[i]), embedding_cosine=float(cosine[i]),
+                 **{f"subject_{name}": float(part[i]) for name, part in parts.items()})
             for i, (spec, p) in enumerate(zip(specs, prompts))]
 
 
 def summarise(rows: list[dict]) -> dict:
     metrics = ("class_accuracy", "prompt_fidelity", "subject_fidelity", "embedding_cosine")
     out = {m: round(float(np.mean([r[m] for r in rows])), 4) for m in metrics}
+    out["subject_by_attribute"] = {  # NaN rows: the detail does not apply to that image
+        name: _nanmean([r.get(f"subject_{name}", np.nan) for r in rows]) for name in oracle_lib.SUBJECT_PARTS}
     for kind in ("recontext", "accessory", "property"):
         sub = [r for r in rows if r["kind"] == kind]
         out[f"by_kind_{kind}"] = {m: round(float(np.mean([r[m] for r in sub])), 4) for m in metrics} if sub else None
     return out
+
+
+def _nanmean(values) -> float | None:
+    values = np.asarray(values, float)
+    return None if np.isnan(values).all() else round(float(np.nanmean(values)), 4)
 
 
 def guidance_sweep(dc, proto: Protocol, ref_scales, text_scale: float = 5.0, oracle=None,
@@ -166,7 +176,7 @@ def caching_ablation(dc, proto: Protocol, timesteps=(1, 150, 300), prompts=("", 
 
 
 TABLE_COLUMNS = ("method", "subject_fidelity", "embedding_cosine", "prompt_fidelity", "class_accuracy",
-                 "extra_params", "setup_seconds", "seconds_per_image", "images")
+                 "extra_params", "cache_bytes", "setup_seconds", "seconds_per_image", "images")
 
 
 def markdown_table(summaries: list[dict], columns=TABLE_COLUMNS) -> str:
@@ -178,7 +188,7 @@ def markdown_table(summaries: list[dict], columns=TABLE_COLUMNS) -> str:
             return f"{value:.3f}"
         return f"{value:,}" if isinstance(value, int) else str(value)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(s.get(c, "")) for c in columns) + " |" for s in summaries]
+    lines += ["| " + " | ".join(cell(s.get(c)) for c in columns) + " |" for s in summaries]
     return "\n".join(lines)
 
 

@@ -267,21 +267,31 @@ def _colour_score(body, pattern_colour, identity: tw.Identity, recoloured: bool)
     return max(direct, swapped, key=sum)
 
 
-def subject_fidelity(readings: dict, identities, recoloured=None) -> np.ndarray:
-    """Per image in [0,1]: mean over the identity details words cannot carry -- pattern type
-    (0/1), glyph-bit accuracy (fraction), body colour within COLOUR_TOLERANCE (skipped where
-    `recoloured[i]` is truthy: the prompt asked for another colour) and pattern colour within the
-    tolerance (skipped for plain identities, which have none). For stripes/checks either
-    assignment of the two read colours may match (see HALF_PATTERNS)."""
+SUBJECT_PARTS = ("pattern", "glyph", "body_colour", "pattern_colour")
+
+
+def subject_parts(readings: dict, identities, recoloured=None) -> dict[str, np.ndarray]:
+    """Per image, each identity detail words cannot carry: pattern type (0/1), glyph-bit accuracy
+    (fraction), body colour within COLOUR_TOLERANCE and pattern colour within the tolerance. NaN where
+    a detail does not apply: the body colour where `recoloured[i]` is truthy (the prompt asked for
+    another colour), the pattern colour of plain identities. For stripes/checks either assignment of
+    the two read colours may match (see HALF_PATTERNS)."""
     n = len(identities)
     recoloured = [False] * n if recoloured is None else list(recoloured)
-    scores = np.zeros(n)
+    parts = {name: np.full(n, np.nan) for name in SUBJECT_PARTS}
     for i, idn in enumerate(identities):
-        parts = [float(readings["pattern"][i] == idn.pattern),
-                 float(np.mean(readings["glyph"][i] == np.asarray(idn.glyph, bool)))]
-        parts += _colour_score(readings["body"][i], readings["pattern_colour"][i], idn, bool(recoloured[i]))
-        scores[i] = np.mean(parts)
-    return scores
+        parts["pattern"][i] = float(readings["pattern"][i] == idn.pattern)
+        parts["glyph"][i] = float(np.mean(readings["glyph"][i] == np.asarray(idn.glyph, bool)))
+        colours = _colour_score(readings["body"][i], readings["pattern_colour"][i], idn, bool(recoloured[i]))
+        names = ([] if recoloured[i] else ["body_colour"]) + (["pattern_colour"] if idn.pattern != "plain" else [])
+        for name, value in zip(names, colours):  # _colour_score lists them in this order
+            parts[name][i] = value
+    return parts
+
+
+def subject_fidelity(readings: dict, identities, recoloured=None) -> np.ndarray:
+    """Per image in [0,1]: the mean of the details in `subject_parts` that apply to it."""
+    return np.nanmean(np.stack(list(subject_parts(readings, identities, recoloured).values())), axis=0)
 
 
 def subject_chance(readings: dict, identities, recoloured=None) -> float:

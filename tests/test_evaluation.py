@@ -1,5 +1,6 @@
 """Issues 3-4: the toy bench runs end to end and reports the contract's keys."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,6 +38,23 @@ def test_toy_bench_reports_the_contract(dc, oracle, method):
     assert all(0 <= r["subject_fidelity"] <= 1 and 0 <= r["prompt_fidelity"] <= 1 for r in rows)
     assert (summary["extra_params"] > 0) == (method in ("dreamcache", "finetune"))
     assert (summary["setup_seconds"] > 0) == (method in ("dreamcache", "finetune"))
+    assert (summary["cache_bytes"] > 0) == (method == "dreamcache")
+    assert set(summary["subject_by_attribute"]) == {"pattern", "glyph", "body_colour", "pattern_colour"}
+
+
+def test_subject_parts_score_each_detail_and_skip_what_does_not_apply():
+    from dreamcache_lite.oracle import attributes, subject_fidelity, subject_parts
+
+    plain = next(i for i in tw.benchmark_identities() if i.pattern == "plain")
+    dotted = next(i for i in tw.benchmark_identities() if i.pattern == "dots")
+    truth = [attributes(plain), attributes(dotted)]
+    readings = {k: np.stack([np.asarray(t[k]) for t in truth]) for k in ("pattern", "glyph", "body", "pattern_colour")}
+    parts = subject_parts(readings, [plain, dotted], recoloured=[False, True])
+    assert parts["pattern"].tolist() == [1, 1] and parts["glyph"].tolist() == [1, 1]
+    assert parts["body_colour"][0] == 1 and np.isnan(parts["body_colour"][1])  # recoloured: not asked
+    assert np.isnan(parts["pattern_colour"][0]) and parts["pattern_colour"][1] == 1  # plain: no pattern colour
+    readings["glyph"] = ~readings["glyph"]
+    assert subject_fidelity(readings, [plain, dotted], [False, True]).tolist() == [2 / 3, 2 / 3]
 
 
 def test_unknown_method_is_refused(dc, oracle):

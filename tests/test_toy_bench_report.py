@@ -23,17 +23,21 @@ def summary(method, subject, prompt):
                 command="python scripts/toy_bench.py --seeds 1")
 
 
-def test_report_writes_table_csv_and_figure(tmp_path, monkeypatch):
+def test_report_writes_table_csv_and_figure(tmp_path):
     bench = load_script()
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(bench, "OUT", tmp_path / "figures" / "toy_bench")
-    bench.OUT.mkdir(parents=True)
+    out = tmp_path / "figures" / "toy_bench"
+    out.mkdir(parents=True)
+    per_attribute = {"pattern": 0.5, "glyph": 0.75, "body_colour": None, "pattern_colour": 0.25}
     for method, subject, prompt in [("text", 0.21, 0.9), ("dreamcache", 0.7, 0.88)]:
-        (bench.OUT / f"{method}.json").write_text(json.dumps(summary(method, subject, prompt)))
-    bench.report()
+        result = summary(method, subject, prompt)
+        if method == "dreamcache":  # a result with the newer per-attribute fields beside an older one
+            result.update(subject_by_attribute=per_attribute, cache_bytes=1234)
+        (out / f"{method}.json").write_text(json.dumps(result))
+    bench.report(out)
     table = (tmp_path / "figures" / "toy_bench.md").read_text()
     assert "| text | 0.210 |" in table and "| dreamcache | 0.700 |" in table
+    assert "| dreamcache | 0.500 | 0.750 | - | 0.250 |" in table and "| text | - | - | - | - |" in table
     assert "python scripts/toy_bench.py --seeds 1" in table
     rows = (tmp_path / "figures" / "toy_bench.csv").read_text().splitlines()
-    assert len(rows) == 3 and rows[0].startswith("method,subject_fidelity")
+    assert len(rows) == 3 and rows[0].startswith("method,subject_fidelity") and "subject_glyph" in rows[0]
     assert (tmp_path / "figures" / "toy_bench.png").stat().st_size > 1000
