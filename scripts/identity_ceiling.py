@@ -57,8 +57,10 @@ def main():
     parser.add_argument("--identities", type=int, default=6)
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.7, 1.0])
     parser.add_argument("--ref-scale", type=float, default=1.0)
+    parser.add_argument("--text-scale", type=float, default=5.0)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-save", dest="save", action="store_false", help="print only (a quick probe)")
     parser.add_argument("--report", action="store_true", help="only redraw the figure from the saved JSON")
     args = parser.parse_args()
     if args.report:
@@ -81,8 +83,8 @@ def main():
                     images = dc.decode(dc.encode_images(start))
                 else:
                     cache = dc.cache_reference(reference) if method == "dreamcache" else None
-                    images = dc(prompts, cache, steps=args.steps, seed=0, text_scale=5.0, ref_scale=args.ref_scale,
-                                init_images=start, strength=strength, progress=False)
+                    images = dc(prompts, cache, steps=args.steps, seed=0, text_scale=args.text_scale,
+                                ref_scale=args.ref_scale, init_images=start, strength=strength, progress=False)
                 arrays = np.stack([np.asarray(img) for img in images])
                 rows += score(oracle, arrays, identity, specs, prompts, 0, reference)
             summary = {"strength": strength, "method": "vae" if strength == 0 else method, **summarise(rows)}
@@ -90,10 +92,12 @@ def main():
             print(f"strength {strength:.1f} {summary['method']:10s} subject {summary['subject_fidelity']:.3f} "
                   f"prompt {summary['prompt_fidelity']:.3f}", flush=True)
     out = {"results": results, "identities": args.identities, "steps": args.steps, "ref_scale": args.ref_scale,
+           "text_scale": args.text_scale,
            "adapters": args.adapters, "command": "python " + " ".join(sys.argv),
            "seconds": round(time.time() - start_time, 1)}
-    OUT.with_suffix(".json").write_text(json.dumps(out, indent=1))
-    plot(out, OUT.with_suffix(".png"))
+    if args.save:
+        OUT.with_suffix(".json").write_text(json.dumps(out, indent=1))
+        plot(out, OUT.with_suffix(".png"))
 
 
 if __name__ == "__main__":
