@@ -44,10 +44,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def figure_path(name: str) -> Path:
-    """Where a notebook figure goes: figures/<name> in the repository (folder created)."""
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    return FIGURES / name
+def figure_path(name: str, fast: bool = False) -> Path:
+    """Where a notebook figure goes: figures/<name> in the repository; in fast mode figures/fast/<name>
+    (git-ignored), so checks never overwrite the committed full-mode figures."""
+    folder = FIGURES / "fast" if fast else FIGURES
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
 
 
 def quiet_libraries() -> None:
@@ -100,4 +102,4 @@ def setup(backbone: str = "tiny", seed: int = 0, load: bool = True) -> SimpleNam
           f"· torch {torch.__version__} · set up in {time.perf_counter() - start:.1f} s")
     name = Path(backbone).name if os.sep in backbone else backbone   # short, for figure titles
     return SimpleNamespace(pipe=pipe, fast=fast, device=device, seed=seed, backbone=backbone, name=name,
-                           root=ROOT, figures=FIGURES, figure=figure_path)
+                           root=ROOT, figures=FIGURES, figure=lambda name: figure_path(name, fast))
