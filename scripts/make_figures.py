@@ -42,11 +42,13 @@ def text_only_grid(dc, path="figures/text_only_grid.png", steps=25, text_scale=5
     print(path)
 
 
-def comparison(dc, path="figures/reference_text_dreamcache.png", steps=25, text_scale=5.0, ref_scale=1.0):
+def comparison(dc, path="figures/reference_text_dreamcache.png", steps=25, text_scale=5.0, ref_scale=1.0,
+               adapters_label="shipped"):
     """Per held-out identity: its reference, then text-only and DreamCache for a few prompts."""
     identities = tw.benchmark_identities()[:4]
     specs = [tw.BENCHMARK_PROMPTS[i] for i in (0, 2, 10, 13, 20)]
-    fig, axes = plt.subplots(2 * len(identities), len(specs) + 1, figsize=(1.3 * (len(specs) + 1), 2.9 * len(identities)))
+    fig, axes = plt.subplots(2 * len(identities), len(specs) + 1,
+                             figsize=(1.3 * (len(specs) + 1), 2.9 * len(identities)))
     for k, idn in enumerate(identities):
         ref = reference_image(idn)
         prompts = [tw.prompt_text(s, idn.class_name) for s in specs]
@@ -58,8 +60,10 @@ def comparison(dc, path="figures/reference_text_dreamcache.png", steps=25, text_
         for c, p in enumerate(prompts):
             _panel(axes[2 * k, c + 1], text[c], f"text: {p}")
             _panel(axes[2 * k + 1, c + 1], personal[c], "DreamCache")
+    fig.suptitle(f"reference | text-only (top) and DreamCache (bottom)\nadapters: {adapters_label}, s_ref {ref_scale}",
+                 y=1.0)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
     print(path)
 
 
@@ -68,10 +72,11 @@ if __name__ == "__main__":
     parser.add_argument("figure", choices=["text", "compare"])
     parser.add_argument("--text-scale", type=float, default=5.0)
     parser.add_argument("--ref-scale", type=float, default=1.0)
+    parser.add_argument("--adapters", default=str(TINY_ADAPTERS), help="for compare (default: the shipped ones)")
     args = parser.parse_args()
-    adapters = TINY_ADAPTERS if args.figure == "compare" else None
+    adapters = args.adapters if args.figure == "compare" else None
     dc = DreamCachePipeline.from_pretrained(load_pipeline("tiny"), adapters)
     if args.figure == "text":
         text_only_grid(dc, text_scale=args.text_scale)
     else:
-        comparison(dc, text_scale=args.text_scale, ref_scale=args.ref_scale)
+        comparison(dc, text_scale=args.text_scale, ref_scale=args.ref_scale, adapters_label=args.adapters)
