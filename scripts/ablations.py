@@ -22,8 +22,8 @@ from dreamcache_lite.ablations import DEFAULTS, ablation, ablation_table, traine
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.backbones import load_pipeline
 from dreamcache_lite.evaluation import evaluate, protocol
-from dreamcache_lite.pipeline import DreamCachePipeline
 from dreamcache_lite.oracle import Oracle
+from dreamcache_lite.pipeline import DreamCachePipeline
 from dreamcache_lite.training import TrainConfig
 
 OUT = Path("figures/ablations")
