@@ -130,7 +130,7 @@ def score(oracle, images, identity, specs, prompts, seed, reference) -> list[dic
     ids = [identity] * n
     recoloured = [spec.recolour is not None for spec in specs]
     parts = oracle_lib.subject_parts(read, ids, recoloured)
-    subject = oracle_lib.subject_fidelity(read, ids, recoloured)
+    subject = oracle_lib.fidelity_from_parts(parts)
     prompt = oracle_lib.prompt_fidelity(read, specs, [identity.class_name] * n)
     klass = oracle_lib.class_accuracy(read, ids)
     cosine = oracle_lib.embedding_cosine(read, {k: np.repeat(v, n, axis=0) for k, v in ref_read.items()})

@@ -291,7 +291,12 @@ def subject_parts(readings: dict, identities, recoloured=None) -> dict[str, np.n
 
 def subject_fidelity(readings: dict, identities, recoloured=None) -> np.ndarray:
     """Per image in [0,1]: the mean of the details in `subject_parts` that apply to it."""
-    return np.nanmean(np.stack(list(subject_parts(readings, identities, recoloured).values())), axis=0)
+    return fidelity_from_parts(subject_parts(readings, identities, recoloured))
+
+
+def fidelity_from_parts(parts: dict[str, np.ndarray]) -> np.ndarray:
+    """Subject fidelity from `subject_parts`' output (for callers that also want the parts)."""
+    return np.nanmean(np.stack(list(parts.values())), axis=0)
 
 
 def subject_chance(readings: dict, identities, recoloured=None) -> float:

@@ -67,8 +67,8 @@ def report() -> None:
     if (OUT / "text.json").is_file():
         text = json.loads((OUT / "text.json").read_text())
         lines += [f"Yardstick, text-only (class word) on the same protocol: subject fidelity "
-                  f"{text['subject_fidelity']}, prompt fidelity {text['prompt_fidelity']}, embedding cosine {text['embedding_cosine']} "
-                  f"(subject chance {text['subject_chance']}).", ""]
+                  f"{text['subject_fidelity']}, prompt fidelity {text['prompt_fidelity']}, embedding cosine "
+                  f"{text['embedding_cosine']} (subject chance {text['subject_chance']}).", ""]
     for r in results:
         t = r["train"]
         lines += [f"## {r['factor']}", "", ablation_table(r["rows"]), "",

@@ -71,20 +71,22 @@ def main():
     dc = DreamCachePipeline.from_pretrained("tiny", adapters=args.adapters)
     oracle = Oracle.load(args.oracle)
     specs, start_time, results = tw.BENCHMARK_PROMPTS, time.time(), []
+    subjects = [(idn, reference_image(idn), true_scenes(idn, seed=0)) for idn in
+                tw.benchmark_identities()[: args.identities]]  # rendered once, used at every strength
+    caches = [dc.cache_reference(reference) for _, reference, _ in subjects]
     for strength in args.strengths:
         for method in ("text", "dreamcache"):
             if strength == 0 and method == "dreamcache":
                 continue  # the VAE round trip has no method
             rows = []
-            for identity in tw.benchmark_identities()[: args.identities]:
-                reference, start = reference_image(identity), true_scenes(identity, seed=0)
+            for (identity, reference, start), cache in zip(subjects, caches):
                 prompts = [tw.prompt_text(spec, identity.class_name) for spec in specs]
                 if strength == 0:
                     images = dc.decode(dc.encode_images(start))
                 else:
-                    cache = dc.cache_reference(reference) if method == "dreamcache" else None
-                    images = dc(prompts, cache, steps=args.steps, seed=0, text_scale=args.text_scale,
-                                ref_scale=args.ref_scale, init_images=start, strength=strength, progress=False)
+                    images = dc(prompts, cache if method == "dreamcache" else None, steps=args.steps, seed=0,
+                                text_scale=args.text_scale, ref_scale=args.ref_scale, init_images=start,
+                                strength=strength, progress=False)
                 arrays = np.stack([np.asarray(img) for img in images])
                 rows += score(oracle, arrays, identity, specs, prompts, 0, reference)
             summary = {"strength": strength, "method": "vae" if strength == 0 else method, **summarise(rows)}
