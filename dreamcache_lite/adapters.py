@@ -8,6 +8,12 @@ Inside each selected transformer block the frozen update `x = x + attn1(norm1(x)
 
 `injection="sum"` is the paper's spatial-sum ablation: `x = x + s + m`, no `linear_cat`.
 
+`attention="cosine"` is this package's option (not the paper's): queries and keys are
+L2-normalised per head (the cache tokens LayerNorm'd first), the logits are their cosine times a
+learned scale, and `to_k` starts as a copy of `to_q`, so at step 0 each query already attends to
+the cached tokens that look like it. It exists because the paper's attention, on the tiny
+backbone, did not learn where to look even when the reference was the target itself.
+
 The adapter replaces `attn1`'s processor (keeping the original one to compute `s`) and a
 forward pre-hook on the block hands it the raw block input `x`. All adapters read the active
 cache from one shared `ReferenceContext`, which also says which batch rows use which reference,
@@ -29,6 +35,8 @@ from .layers import select_layers
 ADAPTER_KIND = "dreamcache-lite/adapters"
 INITS = ("identity", "paper")
 INJECTIONS = ("concat", "sum")  # the paper's spatial concat (chosen) and spatial sum (an ablation)
+ATTENTIONS = ("paper", "cosine")  # the paper's scaled dot product; cosine similarity (an option)
+COSINE_SCALE = 10.0               # initial logit scale of cosine attention (logits in [-10, 10])
 
 
 class ReferenceAttention(nn.Module):
@@ -37,25 +45,36 @@ class ReferenceAttention(nn.Module):
     Parameter names follow diffusers' `Attention` (to_q/to_k/to_v without bias, to_out.0 with bias).
     """
 
-    def __init__(self, dim: int, cache_dim: int, heads: int):
+    def __init__(self, dim: int, cache_dim: int, heads: int, attention: str = "paper"):
         super().__init__()
-        self.heads = heads
+        if attention not in ATTENTIONS:
+            raise ValueError(f"unknown reference attention {attention!r}; valid: {', '.join(ATTENTIONS)}")
+        self.heads, self.attention = heads, attention
         self.to_q = nn.Linear(dim, dim, bias=False)
         self.to_k = nn.Linear(cache_dim, dim, bias=False)
         self.to_v = nn.Linear(cache_dim, dim, bias=False)
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
+        if attention == "cosine":
+            self.norm_cache = nn.LayerNorm(cache_dim)
+            self.logit_scale = nn.Parameter(torch.tensor(float(COSINE_SCALE)).log())
 
     def keys_values(self, cache_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Project the cache once; the result can be reused for every denoising step."""
+        if self.attention == "cosine":
+            keys = F.normalize(self._split(self.to_k(self.norm_cache(cache_tokens))), dim=-1)
+            return keys, self._split(self.to_v(cache_tokens))
         return self._split(self.to_k(cache_tokens)), self._split(self.to_v(cache_tokens))
 
     def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, return_weights: bool = False):
         query = self._split(self.to_q(x))
+        scale = query.shape[-1] ** -0.5
+        if self.attention == "cosine":  # the learned scale rides on the queries: SDPA takes a float
+            query, scale = F.normalize(query, dim=-1) * self.logit_scale.exp(), 1.0
         if return_weights:  # the explicit softmax, only when someone wants to look at it
-            weights = (query @ keys.transpose(-1, -2) * query.shape[-1] ** -0.5).softmax(-1)
+            weights = (query @ keys.transpose(-1, -2) * scale).softmax(-1)
             out = weights @ values
         else:
-            out = F.scaled_dot_product_attention(query, keys, values)
+            out = F.scaled_dot_product_attention(query, keys, values, scale=scale)
         out = self.to_out[0](out.transpose(1, 2).flatten(2))
         return (out, weights.mean(1)) if return_weights else out
 
@@ -101,12 +120,12 @@ class DreamCacheProcessor(nn.Module):
     """The adapter of one transformer block, acting as its `attn1` processor."""
 
     def __init__(self, name: str, layer: str, dim: int, cache_dim: int, heads: int, context: ReferenceContext,
-                 injection: str = "concat"):
+                 injection: str = "concat", attention: str = "paper"):
         super().__init__()
         if injection not in INJECTIONS:
             raise ValueError(f"unknown injection {injection!r}; valid: {', '.join(INJECTIONS)}")
         self.norm_mem = nn.LayerNorm(dim)
-        self.attn_mem = ReferenceAttention(dim, cache_dim, heads)
+        self.attn_mem = ReferenceAttention(dim, cache_dim, heads, attention)
         self.linear_cat = nn.Linear(2 * dim, dim) if injection == "concat" else None
         # Plain attributes, never submodules: they must not land in the adapter's state dict.
         self.__dict__.update(base_processor=None, name=name, layer=layer, context=context, block_input=None)
@@ -123,6 +142,12 @@ class DreamCacheProcessor(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.LayerNorm)):
                 module.reset_parameters()
+        attn = self.attn_mem
+        if attn.attention == "cosine":
+            with torch.no_grad():
+                attn.logit_scale.fill_(float(COSINE_SCALE)).log_()
+                if attn.to_k.weight.shape == attn.to_q.weight.shape:  # alike tokens attend from step 0
+                    attn.to_k.weight.copy_(attn.to_q.weight)
         if init == "identity":
             with torch.no_grad():
                 if self.linear_cat is None:
@@ -181,12 +206,13 @@ class DreamCacheAdapters:
     >>> adapters.uninstall()                                      # the very same processors are back
     """
 
-    def __init__(self, unet, layers="paper", init: str = "identity", injection: str = "concat"):
+    def __init__(self, unet, layers="paper", init: str = "identity", injection: str = "concat",
+                 attention: str = "paper"):
         self.unet = unet
         self.layers = select_layers(unet, layers)
         self.fingerprint = backbone_fingerprint(unet)
         self.context = ReferenceContext()
-        self.init, self.injection = init, injection
+        self.init, self.injection, self.attention = init, injection, attention
         modules = dict(unet.named_modules())
         self.blocks: dict[str, nn.Module] = {}
         self.processors: dict[str, DreamCacheProcessor] = {}
@@ -197,7 +223,7 @@ class DreamCacheAdapters:
                 param = next(attn1.parameters())
                 with torch.device(param.device):
                     proc = DreamCacheProcessor(name, info.name, attn1.inner_dim, info.channels, attn1.heads,
-                                               self.context, injection)
+                                               self.context, injection, attention)
                 proc.to(param.dtype)
                 if param.device.type != "meta":
                     proc.reset_parameters(init)
@@ -293,7 +319,7 @@ class DreamCacheAdapters:
     def metadata(self) -> dict:
         return {"fingerprint": self.fingerprint, "layers": [i.name for i in self.layers],
                 "channels": {i.name: i.channels for i in self.layers}, "blocks": list(self.processors),
-                "init": self.init, "injection": self.injection}
+                "init": self.init, "injection": self.injection, "attention": self.attention}
 
     def save(self, path, extra: dict | None = None) -> None:
         save_tensors(path, self.state_dict(), ADAPTER_KIND, {**self.metadata(), "extra": extra or {}})
@@ -305,6 +331,9 @@ class DreamCacheAdapters:
         if meta.get("injection", "concat") != self.injection:
             raise ValueError(f"{path}: adapters use {meta.get('injection', 'concat')!r} injection, "
                              f"these adapters {self.injection!r}")
+        if meta.get("attention", "paper") != self.attention:
+            raise ValueError(f"{path}: adapters use {meta.get('attention', 'paper')!r} reference attention, "
+                             f"these adapters {self.attention!r}")
         if meta["layers"] != mine["layers"]:
             raise ValueError(f"{path}: adapters were trained for layers {meta['layers']}, "
                              f"but these adapters are on {mine['layers']}")
@@ -325,7 +354,7 @@ class DreamCacheAdapters:
         """Install adapters on the layers named in the file and load its weights."""
         _, meta = load_tensors(path, ADAPTER_KIND)
         adapters = cls(unet, layers=meta["layers"], init=meta.get("init", "identity"),
-                       injection=meta.get("injection", "concat"))
+                       injection=meta.get("injection", "concat"), attention=meta.get("attention", "paper"))
         try:
             adapters.load_weights(path, check_backbone=check_backbone)
         except Exception:

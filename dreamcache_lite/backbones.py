@@ -117,10 +117,10 @@ def load_pipeline(backbone: str = "tiny", device="cpu", dtype=torch.float32):
     if (Path(source) / "manifest.json").is_file():
         verify_manifest(source)
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(source, torch_dtype=dtype, safety_checker=None,
-                                                       requires_safety_checker=False)
+        # dtype is cast afterwards: the keyword's name changed across diffusers versions
+        pipe = StableDiffusionPipeline.from_pretrained(source, safety_checker=None, requires_safety_checker=False)
     except OSError as err:
         raise OSError(f"cannot load backbone {source!r} ({err}); SD weights need the network or a local "
                       "copy: pass a folder path") from err
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return pipe.to(device=device, dtype=dtype)

@@ -139,7 +139,7 @@ def cmd_evaluate(args) -> int:
 
     summary, rows = evaluate(args.method, dc, proto, text_scale=args.text_scale, ref_scale=args.ref_scale,
                              progress=not args.json, oracle=Oracle.load(args.oracle),
-                             finetune_steps=args.finetune_steps)
+                             finetune_steps=args.finetune_steps, sdedit=args.sdedit)
     if args.csv:
         from .figures import write_rows
 
@@ -155,17 +155,27 @@ def cmd_train(args) -> int:
 
     from .figures import loss_curve
     from .manifest import write_manifest
+    from .backbones import load_pipeline
+    from .datasets import make_dataset
+    from .diagnostics import diagnose, summary_lines
     from .training import TrainConfig, read_loss_log, train_adapters
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
     cfg.layers = _layers_arg(cfg.layers) if isinstance(cfg.layers, str) else cfg.layers
     start = time.time()
-    adapters = train_adapters(cfg, resume=not args.restart)
+    pipe = load_pipeline(cfg.backbone)
+    adapters = train_adapters(cfg, pipe=pipe, resume=not args.restart)
     steps, losses = read_loss_log(cfg.out)
     loss_curve(steps, losses, f"{cfg.out}/loss.png", title="adapter training loss")
     print(f"trained {adapters.num_parameters():,} adapter parameters to step {cfg.steps} "
           f"in {(time.time() - start) / 60:.1f} min this run -> {cfg.out}/adapters.safetensors")
+    if cfg.diagnostics_size:
+        report = diagnose(pipe, adapters, make_dataset(cfg.dataset, pipe.unet.config.sample_size * pipe.vae_scale_factor,
+                                                       cfg.seed + 1, describe_p=cfg.describe_p),
+                          size=cfg.diagnostics_size)
+        Path(cfg.out, "diagnostics.json").write_text(json.dumps(report, indent=1))
+        print("\n".join(summary_lines(report)))
     if args.export:
         folder = Path(args.export)
         folder.mkdir(parents=True, exist_ok=True)
@@ -277,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default="dreamcache")
     p.add_argument("--finetune-steps", type=int, default=100, help="DreamBooth steps per subject (finetune)")
     p.add_argument("--fast", action="store_true", help="3 identities x 25 prompts x 1 seed")
+    p.add_argument("--sdedit", type=float, default=None, metavar="STRENGTH",
+                   help="start from the true scene re-noised to this share of the schedule (text or dreamcache)")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--identities", type=int, default=None)
     p.add_argument("--csv", default=None, help="write one row per image here")

@@ -4,6 +4,15 @@
 is read by the oracle: class accuracy, prompt fidelity (CLIP-T analogue), subject fidelity (the
 identity detail words cannot carry; DINO/CLIP-I analogue) and the oracle-embedding cosine to the
 reference, plus cost columns (extra parameters, per-subject set-up time, time per image).
+
+Every summary also places the method between two yardsticks measured on the same protocol:
+text-only generation (what words alone keep) and the true scenes after a VAE round trip (the most
+any method can keep at this latent resolution). `identity_gain` = (method - text-only) / (VAE -
+text-only): 0 means no identity beyond the words, 1 means all the identity the latents can hold.
+
+`sdedit` runs the identity-ceiling protocol instead of generating from noise: the true scene,
+VAE round-tripped and re-noised to that share of the schedule, is denoised with the method. It
+measures how much identity the backbone keeps when handed the answer.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from . import oracle as oracle_lib
@@ -78,12 +88,23 @@ def extra_parameters(method: str, dc) -> int:
     return 0
 
 
+def true_scenes(identity, specs, seed: int) -> torch.Tensor:
+    """The benchmark scenes of `identity` as the toy world draws them: (n, 3, 64, 64) in [-1, 1]."""
+    scenes = np.stack([tw.render(identity, tw.benchmark_scene(spec, seed))[0] for spec in specs])
+    return torch.from_numpy(scenes).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
 def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scale: float = 1.0,
              progress: bool = True, oracle=None, finetune_steps: int = 100, cache_timestep: int = 1,
-             cache_prompt: str = "") -> tuple[dict, list[dict]]:
-    """Generate the protocol's images with `method` on `dc` (a DreamCachePipeline); score them."""
+             cache_prompt: str = "", sdedit: float | None = None, yardsticks: bool = True) -> tuple[dict, list[dict]]:
+    """Generate the protocol's images with `method` on `dc` (a DreamCachePipeline); score them.
+
+    `sdedit` in (0, 1]: start from the true scenes re-noised to that share of the schedule.
+    `yardsticks`: also measure text-only and the VAE ceiling on this protocol for `identity_gain`."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    if sdedit is not None and method in ("reference-only", "finetune"):
+        raise ValueError(f"--sdedit runs text-only or DreamCache, not {method!r}")
     oracle = oracle or oracle_lib.Oracle.load()
     rows, setup, generating, generated, memo, cache_bytes = [], 0.0, 0.0, 0, {}, 0
     for idn in tqdm(proto.identities, desc=f"toy bench ({method})", disable=not progress):
@@ -96,11 +117,12 @@ def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scal
             cache_bytes = cache.nbytes if cache is not None else 0
             for seed in proto.seeds:
                 prompts = prompts_for(method, idn, proto.prompts, seed, noun)
-                key = (tuple(prompts), seed)
+                key = (tuple(prompts), seed, idn.seed if sdedit else None)  # SDEdit starts from the subject
                 if method not in TEXT_ONLY or key not in memo:
                     start = time.perf_counter()
+                    init = dict(init_images=true_scenes(idn, proto.prompts, seed), strength=sdedit) if sdedit else {}
                     memo[key] = _generate(method, dc, prompts, reference, cache, seed, proto.steps, text_scale,
-                                          ref_scale)
+                                          ref_scale, **init)
                     generating += time.perf_counter() - start
                     generated += len(prompts)
                 images = np.stack([np.asarray(img) for img in memo[key]])
@@ -112,14 +134,47 @@ def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scal
                    extra_params=extra_parameters(method, dc), cache_bytes=cache_bytes,
                    subject_chance=oracle_lib.SUBJECT_CHANCE, text_scale=text_scale,
                    ref_scale=ref_scale if method == "dreamcache" else None, steps=proto.steps,
-                   cache_timestep=cache_timestep, cache_prompt=cache_prompt)
+                   cache_timestep=cache_timestep, cache_prompt=cache_prompt, sdedit=sdedit)
+    if yardsticks:
+        summary.update(identity_yardsticks(summary, dc, proto, oracle, text_scale, method, sdedit))
     return summary, rows
 
 
-def _generate(method, dc, prompts, reference, cache, seed, steps, text_scale, ref_scale):
+def identity_yardsticks(summary: dict, dc, proto: Protocol, oracle, text_scale: float, method: str,
+                        sdedit: float | None) -> dict:
+    """Text-only's and the VAE ceiling's subject fidelity on this protocol, and `identity_gain`."""
+    if method == "text" and sdedit is None:
+        text = summary["subject_fidelity"]
+    else:
+        text = evaluate("text", dc, proto, text_scale, progress=False, oracle=oracle, yardsticks=False)[0][
+            "subject_fidelity"]
+    vae = vae_ceiling(dc, proto, oracle)
+    return dict(text_subject_fidelity=text, vae_subject_fidelity=vae,
+                identity_gain=identity_gain(summary["subject_fidelity"], text, vae))
+
+
+def identity_gain(subject: float, text: float, vae: float) -> float | None:
+    """(method - text-only) / (VAE ceiling - text-only); None where the ceiling is no higher than text."""
+    return round((subject - text) / (vae - text), 4) if vae - text > 1e-6 else None
+
+
+def vae_ceiling(dc, proto: Protocol, oracle) -> float:
+    """Subject fidelity of the true scenes after a VAE round trip: the most any method can keep."""
+    rows = []
+    for idn in proto.identities:
+        reference = reference_image(idn)
+        for seed in proto.seeds:
+            images = dc.decode(dc.encode_images(true_scenes(idn, proto.prompts, seed)))
+            rows += score(oracle, np.stack([np.asarray(img) for img in images]), idn, proto.prompts,
+                          prompts_for("text", idn, proto.prompts, seed), seed, reference)
+    return summarise(rows)["subject_fidelity"]
+
+
+def _generate(method, dc, prompts, reference, cache, seed, steps, text_scale, ref_scale, **init):
     if method == "reference-only":
         return generate_reference_only(dc, prompts, reference, seed=seed, steps=steps, text_scale=text_scale)
-    return dc(prompts, cache, seed=seed, steps=steps, text_scale=text_scale, ref_scale=ref_scale, progress=False)
+    return dc(prompts, cache, seed=seed, steps=steps, text_scale=text_scale, ref_scale=ref_scale, progress=False,
+              **init)
 
 
 def score(oracle, images, identity, specs, prompts, seed, reference) -> list[dict]:
@@ -129,7 +184,7 @@ def score(oracle, images, identity, specs, prompts, seed, reference) -> list[dic
     ref_read = oracle.read(reference[None])
     ids = [identity] * n
     recoloured = [spec.recolour is not None for spec in specs]
-    parts = oracle_lib.subject_parts(read, ids, recoloured)
+    parts = oracle_lib.subject_parts(read, ids, recoloured, [spec.size for spec in specs])
     subject = oracle_lib.fidelity_from_parts(parts)
     prompt = oracle_lib.prompt_fidelity(read, specs, [identity.class_name] * n)
     klass = oracle_lib.class_accuracy(read, ids)
@@ -175,7 +230,7 @@ def caching_ablation(dc, proto: Protocol, timesteps=(1, 150, 300), prompts=("", 
     return [evaluate("dreamcache", dc, proto, oracle=oracle, progress=progress, **s, **kwargs)[0] for s in settings]
 
 
-TABLE_COLUMNS = ("method", "subject_fidelity", "embedding_cosine", "prompt_fidelity", "class_accuracy",
+TABLE_COLUMNS = ("method", "subject_fidelity", "identity_gain", "embedding_cosine", "prompt_fidelity", "class_accuracy",
                  "extra_params", "cache_bytes", "setup_seconds", "seconds_per_image", "images")
 
 

@@ -3,7 +3,7 @@
 Real DreamBench scores a generated image with DINO / CLIP-I (is it the same subject?) and CLIP-T
 (does it follow the prompt?). In the toy world we can do better than an opaque feature cosine:
 every render comes from a parameter record, so a network trained on renders can *read the record
-back* -- class, background, accessory, pattern type, exact body and pattern colours, the 3x3 glyph,
+back* -- class, background, accessory, pattern type, exact body and pattern colours, the 2x2 glyph,
 size and position -- and the metrics become interpretable:
 
 - :func:`subject_fidelity` (DINO/CLIP-I analogue): of the identity details that words cannot carry
@@ -39,10 +39,10 @@ from . import toyworld as tw
 DEFAULT_PATH = Path(__file__).parent / "assets" / "oracle" / "oracle.safetensors"
 CATEGORICAL = {"class": tw.CLASSES, "background": tw.BACKGROUNDS, "accessory": tw.ACCESSORIES,
                "pattern": tw.PATTERNS}
-N_GLYPH = 9
+N_GLYPH = tw.N_GLYPH
 SCALE_NORM = 64.0  # x, y are regressed in units of the image side
 GEOMETRY = ("scale", "x", "y", "glyph_y")  # regressed; the glyph's centre x is the subject's x
-GLYPH_CROP = 0.45  # half-side of the glyph crop in subject units (cells +-0.3, frame 0.06, margin)
+GLYPH_CROP = 0.55  # half-side of the glyph crop in subject units (cells +-0.4, frame 0.06, margin)
 SUBJECT_CROP = (-0.4, 1.6)  # subject crop centre v and half-side, subject units
 SUBJECT_SIDE = 48           # crop pixels: ~1 px per image pixel at normal size, so stripes don't alias
 # Two-tone patterns that cover exactly half the body: which colour is "the body" shows only in the
@@ -50,17 +50,16 @@ SUBJECT_SIDE = 48           # crop pixels: ~1 px per image pixel at normal size,
 # a phase shift of the same picture, so colour comparisons accept either assignment for these.
 HALF_PATTERNS = ("stripes", "checks")
 
-# Two colours "match" when their RGB distance (in [0,1]^3) is below this. On held-out clean renders
-# the oracle's body-colour error has median 0.002 (the colour is an average of crop pixels) and is
-# below 0.08 for 90% of images; the rest are gross misreads no tolerance would rescue. Two random
-# identities' body colours lie 0.56 apart (median) and only 1% of pairs (2.4% of pattern colours)
-# fall within 0.12, so 0.12 accepts the oracle's own error and rejects a different shade. (The
-# tiny backbone's VAE at 1000 steps shifts colours by 0.1-0.2 on its own: that is generation
-# error, and subject fidelity is meant to see it.)
-COLOUR_TOLERANCE = 0.12
+# Colours are scored continuously: 1 - (CIELAB colour difference) / COLOUR_SCALE, floored at 0.
+# Delta E 76 of about 2.3 is a just-noticeable difference; two random identities' body colours lie
+# far beyond COLOUR_SCALE (median ~50), so a method that ignores the reference scores little.
+COLOUR_SCALE = 30.0
+# Pattern parameters (frequency on the normalised log scale of `pattern_geometry`, orientation as
+# the angle between the k-fold orientation vectors over pi) score 1 - error / PARAM_SCALE, floored at 0.
+PARAM_SCALE = 0.25
 # Size words from the read scale: tiny scenes use scale 0.4-0.5, normal 0.9-1.15 (references
-# 0.7-1.2), giant 1.55-1.7; the thresholds sit in the gaps.
-TINY_BELOW, GIANT_ABOVE = 0.6, 1.35
+# 0.7-1.2), giant 1.4-1.5; the thresholds sit in the gaps.
+TINY_BELOW, GIANT_ABOVE = 0.6, 1.3
 # Mean subject fidelity of a render scored against *another* benchmark identity, measured by
 # scripts/train_oracle.py with the shipped weights (see `subject_chance`; 0.212 on the benchmark
 # prompt scenes, 0.214 on random scenes). A method that ignores the reference scores about this;
@@ -100,7 +99,7 @@ def subject_crop(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
 
 def glyph_crop(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     """The glyph in canonical size: +-GLYPH_CROP subject units around the glyph centre, so the
-    3x3 cells land on the same crop pixels at any scale."""
+    glyph cells land on the same crop pixels at any scale."""
     r = tw.R_BASE * where[:, 3]
     return crop(x, where[:, 0], where[:, 2], GLYPH_CROP * r, 16)
 
@@ -116,7 +115,7 @@ class Oracle(nn.Module):
        from features: the reader predicts where the body (and the pattern) is, and the colour is
        the attention-weighted mean of those crop *pixels* -- exact for flat colours, robust to
        noise, and quick to learn.
-    3. `glyph_reader` sees the 3x3 glyph resampled to 16x16 (`glyph_crop`) and reads 9 bits.
+    3. `glyph_reader` sees the glyph resampled to 16x16 (`glyph_crop`) and reads its bits.
     The trunk's and the reader's pooled features go through a BatchNorm'd `neck` whose output is
     the embedding; the categorical heads read it. Training crops at the true placement, jittered
     by about the trunk's regression error; `read` crops where the trunk says."""
@@ -144,6 +143,7 @@ class Oracle(nn.Module):
         self.neck = nn.Sequential(nn.Linear(12 * w + 16 * w, embed_dim), nn.BatchNorm1d(embed_dim),
                                   nn.ReLU(inplace=True))
         self.heads = nn.ModuleDict({k: nn.Linear(embed_dim, len(v)) for k, v in CATEGORICAL.items()})
+        self.pattern_head = nn.Linear(embed_dim, 3)  # see `pattern_geometry`
 
     @staticmethod
     def _pool(h: torch.Tensor) -> torch.Tensor:
@@ -174,6 +174,7 @@ class Oracle(nn.Module):
         out = {k: head(feats) for k, head in self.heads.items()}
         out.update(body=colours[:, 0], pattern_colour=colours[:, 1], geometry=geometry,
                    glyph=self.glyph_reader(glyph_crop(x, where) * 2 - 1), mask=self.mask_head(h16)[:, 0],
+                   pattern_geometry=self.pattern_head(feats),
                    features=feats)
         return out
 
@@ -208,7 +209,7 @@ class Oracle(nn.Module):
         readings.update(body=out["body"].numpy(), pattern_colour=out["pattern_colour"].numpy(),
                         glyph=out["glyph"].numpy() > 0, scale=geometry[:, 0],
                         x=geometry[:, 1] * SCALE_NORM, y=geometry[:, 2] * SCALE_NORM,
-                        glyph_y=geometry[:, 3] * SCALE_NORM,
+                        glyph_y=geometry[:, 3] * SCALE_NORM, pattern_geometry=out["pattern_geometry"].numpy(),
                         embedding=F.normalize(out["features"], dim=1).numpy())
         return readings
 
@@ -233,11 +234,26 @@ def size_word(scale) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- ground truth
+def pattern_geometry(identity: tw.Identity) -> np.ndarray:
+    """The pattern's continuous parameters as the oracle regresses them: the frequency on [0, 1]
+    over `toyworld.FREQ_RANGE` (log scale), and the orientation as (cos k*angle, sin k*angle) with
+    the pattern's symmetry k (stripes repeat every 180 degrees: k = 2; dots and checks lie on a
+    square lattice, every 90 degrees: k = 4), so equal-looking patterns get equal targets. The
+    phase is not read: it moves with the subject's outline and is left unscored. Zeros for plain."""
+    if identity.pattern == "plain":
+        return np.zeros(3, np.float32)
+    lo, hi = np.log(tw.FREQ_RANGE)
+    k = 2 if identity.pattern == "stripes" else 4
+    return np.array([(np.log(identity.freq) - lo) / (hi - lo), np.cos(k * identity.angle),
+                     np.sin(k * identity.angle)], np.float32)
+
+
 def attributes(identity: tw.Identity, scene: tw.Scene | None = None) -> dict:
     """What the oracle should read from `render(identity, scene)`: the training target, and the
     'perfect readings' for a scene (no scene: the identity's own detail only)."""
     out = dict(pattern=identity.pattern, pattern_colour=np.array(identity.pattern_colour, np.float32),
-               glyph=np.array(identity.glyph, bool), body=np.array(identity.body, np.float32))
+               glyph=np.array(identity.glyph, bool), body=np.array(identity.body, np.float32),
+               pattern_geometry=pattern_geometry(identity))
     out["class"] = identity.class_name
     if scene is not None:
         if scene.recolour:
@@ -249,49 +265,80 @@ def attributes(identity: tw.Identity, scene: tw.Scene | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------- metrics
-def _colour_match(read, true) -> float:
-    return float(np.linalg.norm(np.asarray(read) - np.asarray(true, np.float32)) < COLOUR_TOLERANCE)
+def lab(rgb) -> np.ndarray:
+    """sRGB in [0, 1] (..., 3) -> CIELAB (D65): the space where colour distances look even."""
+    c = np.asarray(rgb, np.float64)
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    xyz = c @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def colour_score(read, true) -> float:
+    """1 for the exact colour, falling linearly with the CIELAB difference to 0 at COLOUR_SCALE."""
+    return float(max(0.0, 1 - np.linalg.norm(lab(read) - lab(true)) / COLOUR_SCALE))
 
 
 def _colour_score(body, pattern_colour, identity: tw.Identity, recoloured: bool) -> list[float]:
-    """Matches for the colours the image should still show: the body colour (not when the prompt
+    """Scores for the colours the image should still show: the body colour (not when the prompt
     recoloured it) and the pattern colour (not for plain subjects). For HALF_PATTERNS the better
     of the two body/pattern assignments counts."""
     reads = (body, pattern_colour)
     wanted = ([] if recoloured else [(0, identity.body)]) + \
              ([(1, identity.pattern_colour)] if identity.pattern != "plain" else [])
-    direct = [_colour_match(reads[k], true) for k, true in wanted]
+    direct = [colour_score(reads[k], true) for k, true in wanted]
     if identity.pattern not in HALF_PATTERNS:
         return direct
-    swapped = [_colour_match(reads[1 - k], true) for k, true in wanted]
+    swapped = [colour_score(reads[1 - k], true) for k, true in wanted]
     return max(direct, swapped, key=sum)
 
 
-SUBJECT_PARTS = ("pattern", "glyph", "body_colour", "pattern_colour")
+def _param_scores(read: np.ndarray, identity: tw.Identity) -> tuple[float, float]:
+    """Graded frequency and orientation scores of a `pattern_geometry` reading."""
+    true = pattern_geometry(identity)
+    freq = 1 - abs(float(read[0]) - float(true[0])) / PARAM_SCALE
+    cos = np.dot(read[1:], true[1:]) / (np.linalg.norm(read[1:]) * np.linalg.norm(true[1:]) + 1e-8)
+    angle = 1 - np.arccos(np.clip(cos, -1, 1)) / np.pi / PARAM_SCALE
+    return max(0.0, freq), max(0.0, float(angle))
 
 
-def subject_parts(readings: dict, identities, recoloured=None) -> dict[str, np.ndarray]:
-    """Per image, each identity detail words cannot carry: pattern type (0/1), glyph-bit accuracy
-    (fraction), body colour within COLOUR_TOLERANCE and pattern colour within the tolerance. NaN where
-    a detail does not apply: the body colour where `recoloured[i]` is truthy (the prompt asked for
-    another colour), the pattern colour of plain identities. For stripes/checks either assignment of
-    the two read colours may match (see HALF_PATTERNS)."""
+SUBJECT_PARTS = ("pattern", "pattern_freq", "pattern_angle", "glyph", "body_colour", "pattern_colour")
+# Details a tiny subject (scale 0.4-0.5) draws below 2x2 latent pixels (glyph cells of 3-4 px,
+# pattern half-periods of 3-7 px): no generator at this latent resolution can render them, so the
+# metric marks them not applicable there (NaN) instead of scoring every method at chance.
+TINY_UNREADABLE = ("pattern", "pattern_freq", "pattern_angle", "glyph")
+
+
+def subject_parts(readings: dict, identities, recoloured=None, sizes=None) -> dict[str, np.ndarray]:
+    """Per image, each identity detail words cannot carry, graded in [0, 1]: pattern type (0/1),
+    pattern frequency and orientation (`_param_scores`), glyph-bit accuracy, body and pattern colour
+    (`colour_score`). NaN where a detail does not apply: the body colour where `recoloured[i]` is
+    truthy (the prompt asked for another colour), the pattern's colour and parameters for plain
+    identities, and TINY_UNREADABLE where `sizes[i]` is 'tiny'. For stripes/checks either
+    assignment of the two read colours may match (see HALF_PATTERNS)."""
     n = len(identities)
     recoloured = [False] * n if recoloured is None else list(recoloured)
+    sizes = ["normal"] * n if sizes is None else list(sizes)
     parts = {name: np.full(n, np.nan) for name in SUBJECT_PARTS}
     for i, idn in enumerate(identities):
         parts["pattern"][i] = float(readings["pattern"][i] == idn.pattern)
         parts["glyph"][i] = float(np.mean(readings["glyph"][i] == np.asarray(idn.glyph, bool)))
+        if idn.pattern != "plain":
+            parts["pattern_freq"][i], parts["pattern_angle"][i] = _param_scores(readings["pattern_geometry"][i], idn)
         colours = _colour_score(readings["body"][i], readings["pattern_colour"][i], idn, bool(recoloured[i]))
         names = ([] if recoloured[i] else ["body_colour"]) + (["pattern_colour"] if idn.pattern != "plain" else [])
         for name, value in zip(names, colours):  # _colour_score lists them in this order
             parts[name][i] = value
+        if sizes[i] == "tiny":
+            for name in TINY_UNREADABLE:
+                parts[name][i] = np.nan
     return parts
 
 
-def subject_fidelity(readings: dict, identities, recoloured=None) -> np.ndarray:
+def subject_fidelity(readings: dict, identities, recoloured=None, sizes=None) -> np.ndarray:
     """Per image in [0,1]: the mean of the details in `subject_parts` that apply to it."""
-    return fidelity_from_parts(subject_parts(readings, identities, recoloured))
+    return fidelity_from_parts(subject_parts(readings, identities, recoloured, sizes))
 
 
 def fidelity_from_parts(parts: dict[str, np.ndarray]) -> np.ndarray:
@@ -299,18 +346,20 @@ def fidelity_from_parts(parts: dict[str, np.ndarray]) -> np.ndarray:
     return np.nanmean(np.stack(list(parts.values())), axis=0)
 
 
-def subject_chance(readings: dict, identities, recoloured=None) -> float:
+def subject_chance(readings: dict, identities, recoloured=None, sizes=None) -> float:
     """Chance level of subject fidelity: each image scored against every *other* identity of the
     list (the identity it was rendered from is skipped), averaged. `identities[i]` made image i."""
     distinct = list(dict.fromkeys(identities))
     n = len(identities)
     recoloured = [False] * n if recoloured is None else list(recoloured)
+    sizes = ["normal"] * n if sizes is None else list(sizes)
     total, count = 0.0, 0
     for other in distinct:
         rows = [i for i in range(n) if identities[i] != other]
         if rows:
             sub = {k: v[rows] for k, v in readings.items()}
-            total += subject_fidelity(sub, [other] * len(rows), [recoloured[i] for i in rows]).sum()
+            total += np.nansum(subject_fidelity(sub, [other] * len(rows), [recoloured[i] for i in rows],
+                                                [sizes[i] for i in rows]))
             count += len(rows)
     return total / count
 

@@ -28,10 +28,17 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from PIL import Image
 
+WORLD_VERSION = 2
 SIZE = 64
-R_BASE = 17.0          # subject "radius" in pixels at scale 1
-GLYPH_CELL = 0.2       # glyph cell side in subject units (3.4 px at scale 1)
+R_BASE = 19.0          # subject "radius" in pixels at scale 1 (v1: 17)
+# World v2: every identity detail spans >= 2x2 latent pixels (8x8 image pixels) at normal size,
+# because the tiny UNet regresses one-latent-pixel detail to its mean colour (v1: 3.4 px glyph
+# cells and 3-5 px stripes came back as their average after an SDEdit at 0.3).
+GLYPH_SIDE = 2         # the glyph is a GLYPH_SIDE x GLYPH_SIDE grid of dark/light cells
+N_GLYPH = GLYPH_SIDE * GLYPH_SIDE
+GLYPH_CELL = 0.4       # glyph cell side in subject units (7.6 px at scale 1)
 GLYPH_FRAME = 0.06     # mid-gray frame around the glyph grid, subject units
+FREQ_RANGE = (1.3, 2.2)  # pattern cycles per subject diameter: half-periods of 8.6-14.6 px at scale 1
 
 CLASSES = ("ball", "box", "star", "heart", "house", "mug")
 PATTERNS = ("plain", "stripes", "dots", "checks")
@@ -60,12 +67,12 @@ VOCABULARY = sorted({"a", "an", *CLASSES, *PALETTE, "tiny", "giant",
 # Per-class anchors in subject units (v points down, top of a ball is v=-1): where the glyph
 # sits and where accessories attach, chosen so no accessory ever covers the glyph.
 ANCHORS = {  # glyph centre v, head top, eye line, eye spread, neck v, neck half-width, bowtie v
-    "ball": dict(glyph=0.0, top=-1.0, eye=-0.56, eyes=0.36, neck=0.5, neck_w=0.87, bow=0.62),
+    "ball": dict(glyph=0.0, top=-1.0, eye=-0.63, eyes=0.36, neck=0.5, neck_w=0.87, bow=0.62),
     "box": dict(glyph=0.0, top=-0.85, eye=-0.58, eyes=0.38, neck=0.52, neck_w=0.9, bow=0.6),
-    "star": dict(glyph=0.05, top=-1.05, eye=-0.52, eyes=0.3, neck=-0.45, neck_w=0.4, bow=0.56),
-    "heart": dict(glyph=-0.07, top=-0.88, eye=-0.6, eyes=0.46, neck=0.42, neck_w=0.62, bow=0.48),
-    "house": dict(glyph=0.45, top=-1.0, eye=-0.42, eyes=0.3, neck=-0.1, neck_w=0.95, bow=-0.12),
-    "mug": dict(glyph=0.05, top=-0.75, eye=-0.5, eyes=0.34, neck=0.55, neck_w=0.75, bow=0.62),
+    "star": dict(glyph=0.05, top=-1.05, eye=-0.52, eyes=0.3, neck=-0.56, neck_w=0.4, bow=0.56),
+    "heart": dict(glyph=-0.07, top=-0.88, eye=-0.66, eyes=0.46, neck=0.42, neck_w=0.62, bow=0.48),
+    "house": dict(glyph=0.45, top=-1.0, eye=-0.42, eyes=0.3, neck=-0.16, neck_w=0.95, bow=-0.16),
+    "mug": dict(glyph=0.05, top=-0.75, eye=-0.58, eyes=0.34, neck=0.55, neck_w=0.75, bow=0.62),
 }
 
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
@@ -109,7 +116,7 @@ class Identity:
     freq: float            # pattern cycles per subject diameter (0 for plain)
     angle: float           # pattern orientation in radians (0 for plain)
     phase: float           # pattern phase in [0,1) (0 for plain)
-    glyph: tuple           # 9 bits, row-major from top-left as seen in the image; 1 = dark
+    glyph: tuple           # N_GLYPH bits, row-major from top-left as seen in the image; 1 = dark
     seed: int
 
     @classmethod
@@ -125,10 +132,10 @@ class Identity:
             if np.linalg.norm(np.subtract(pcol, body)) > 0.45:
                 break
         pattern = PATTERNS[rng.integers(len(PATTERNS))]
-        params = rng.uniform(3.0, 5.5), rng.uniform(0, np.pi), rng.random()
-        glyph = rng.integers(0, 2, 9)
-        while not 2 <= glyph.sum() <= 7:  # avoid near-uniform glyphs that read as blobs
-            glyph = rng.integers(0, 2, 9)
+        params = rng.uniform(*FREQ_RANGE), rng.uniform(0, np.pi), rng.random()
+        glyph = rng.integers(0, 2, N_GLYPH)
+        while not 1 <= glyph.sum() <= N_GLYPH - 1:  # an all-dark or all-light glyph reads as a blob
+            glyph = rng.integers(0, 2, N_GLYPH)
         freq, angle, phase = (0.0, 0.0, 0.0) if pattern == "plain" else params
         return cls(CLASSES[seed % len(CLASSES)], tuple(float(c) for c in body), pattern,
                    tuple(float(c) for c in pcol), float(freq), float(angle), float(phase),
@@ -186,7 +193,7 @@ def _placement(rng, size: str) -> dict:
     if size == "tiny":
         s, x, y = rng.uniform(0.4, 0.5), rng.uniform(14, 50), rng.uniform(26, 50)
     elif size == "giant":
-        s, x, y = rng.uniform(1.55, 1.7), rng.uniform(30, 34), rng.uniform(33, 36)
+        s, x, y = rng.uniform(1.4, 1.5), rng.uniform(30, 34), rng.uniform(33, 36)
     else:
         s, x, y = rng.uniform(0.9, 1.15), rng.uniform(24, 40), rng.uniform(34, 40)
     return dict(scale=float(s), x=float(x), y=float(y), flip=bool(rng.random() < 0.5),
@@ -399,7 +406,8 @@ def _accessory(name, u, v, a):
     if name == "scarf":  # knitted band round the neck plus a hanging tail on one side
         n, w = a["neck"], a["neck_w"]
         band = (np.abs(v - n) < 0.11) & (au < w)
-        tail = (u > 0.25 * w) & (u < 0.25 * w + 0.22) & (v > n) & (v < n + 0.55)
+        t0 = max(0.25 * w, GLYPH_SIDE * GLYPH_CELL / 2 + 0.08)  # the tail hangs beside the glyph
+        tail = (u > t0) & (u < t0 + 0.22) & (v > n) & (v < n + 0.55)
         knit = (band | tail) & (((v - n) * 12.5) % 2 < 0.7)
         return [(band | tail, (0.9, 0.12, 0.12)), (knit, (1.0, 0.95, 0.9))]
     if name == "bowtie":  # two triangles and a knot
@@ -446,11 +454,12 @@ def render(identity: Identity, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     if pat is not None:
         img[mask & pat] = identity.pattern_colour
     a = ANCHORS[identity.class_name]
-    du, dv = u / GLYPH_CELL + 1.5, (v - a["glyph"]) / GLYPH_CELL + 1.5
+    n, half = GLYPH_SIDE, GLYPH_SIDE / 2
+    du, dv = u / GLYPH_CELL + half, (v - a["glyph"]) / GLYPH_CELL + half
     fr = GLYPH_FRAME / GLYPH_CELL
-    img[(du > -fr) & (du < 3 + fr) & (dv > -fr) & (dv < 3 + fr) & mask] = _FRAME
-    cells = (du >= 0) & (du < 3) & (dv >= 0) & (dv < 3) & mask
-    bits = np.asarray(identity.glyph, bool)[(dv[cells].astype(int) * 3 + du[cells].astype(int))]
+    img[(du > -fr) & (du < n + fr) & (dv > -fr) & (dv < n + fr) & mask] = _FRAME
+    cells = (du >= 0) & (du < n) & (dv >= 0) & (dv < n) & mask
+    bits = np.asarray(identity.glyph, bool)[(dv[cells].astype(int) * n + du[cells].astype(int))]
     img[cells] = np.where(bits[:, None], _DARK, _LIGHT)
     img[mask & ~_erode(mask)] = np.asarray(body, np.float32) * 0.45  # outline keeps shapes crisp
     layers = _accessory(scene.accessory, us, v, a)

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import AutoencoderKL, UNet2DConditionModel
 from tqdm.auto import tqdm
+from transformers import CLIPTextModel
 
 from . import toyworld
 from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
@@ -46,6 +48,7 @@ class BackboneConfig:
     caption_dropout: float = 0.1
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
+    init_from: str = ""           # a backbone folder to start from (its VAE is kept as is when vae_steps is 0)
     threads: int = 2
     device: str = "cpu"           # "cuda" on a GPU: minutes instead of hours (same data and noise)
     workers: int = 0              # DataLoader processes rendering the toy world (the bottleneck on a GPU)
@@ -97,8 +100,10 @@ def _resume(root: Path, models: dict, optimizer, log: Path | None = None) -> int
 
 
 def train_vae(cfg: BackboneConfig):
+    if cfg.init_from and cfg.vae_steps == 0:
+        return AutoencoderKL.from_pretrained(cfg.init_from, subfolder="vae").to(cfg.device).eval().requires_grad_(False)
     torch.manual_seed(cfg.seed)  # initial weights (all later randomness comes from per-step generators)
-    vae = build_vae().to(cfg.device)
+    vae = (AutoencoderKL.from_pretrained(cfg.init_from, subfolder="vae") if cfg.init_from else build_vae()).to(cfg.device)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
     root = Path(cfg.out) / "vae"
     start = _resume(root, {"vae": vae}, opt)
@@ -125,7 +130,12 @@ def train_vae(cfg: BackboneConfig):
 def train_unet(cfg: BackboneConfig, vae):
     tokenizer = build_tokenizer()
     torch.manual_seed(cfg.seed + 1)
-    text_encoder, unet = build_text_encoder(tokenizer).to(cfg.device), build_unet().to(cfg.device)
+    if cfg.init_from:
+        text_encoder = CLIPTextModel.from_pretrained(cfg.init_from, subfolder="text_encoder")
+        unet = UNet2DConditionModel.from_pretrained(cfg.init_from, subfolder="unet")
+    else:
+        text_encoder, unet = build_text_encoder(tokenizer), build_unet()
+    text_encoder, unet = text_encoder.to(cfg.device).train(), unet.to(cfg.device).train()
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-2)
     noise_schedule = training_scheduler()

@@ -38,6 +38,7 @@ class TrainConfig:
     layers: str | list = "paper"
     init: str = "identity"
     injection: str = "concat"           # or "sum" (the paper's spatial-sum ablation)
+    attention: str = "paper"            # or "cosine" (this package's option; see adapters.py)
     steps: int = 3000
     batch_size: int = 16
     grad_accum: int = 1
@@ -59,6 +60,7 @@ class TrainConfig:
     describe_p: float = 0.5             # toy world: share of captions naming colour and pattern
     seed: int = 0
     workers: int = 0                    # DataLoader processes rendering pairs ahead (the bottleneck on a GPU)
+    diagnostics_size: int = 48          # pairs for the reference-gain / attention diagnostics at the end (0: none)
     extra: dict = field(default_factory=dict)
 
 
@@ -129,7 +131,8 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
     noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)  # the pipeline keeps its sampler
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False).eval()
-    adapters = DreamCacheAdapters(pipe.unet, cfg.layers, init=cfg.init, injection=cfg.injection)
+    adapters = DreamCacheAdapters(pipe.unet, cfg.layers, init=cfg.init, injection=cfg.injection,
+                                  attention=cfg.attention)
     for p in adapters.parameters():
         p.requires_grad_(True)
     if cfg.gradient_checkpointing:
@@ -179,24 +182,3 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
 def read_loss_log(out) -> tuple[list[int], list[float]]:
     rows = [json.loads(line) for line in (Path(out) / "loss.jsonl").read_text().splitlines()]
     return [r["step"] for r in rows], [r["loss"] for r in rows]
-
-
-@torch.no_grad()
-def reference_gain(pipe, adapters: DreamCacheAdapters, size: int = 48, timesteps=(400, 600), seed: int = 5,
-                   describe_p: float = 0.5) -> dict:
-    """How much the adapters use the reference: the denoising loss on one fixed toy batch with each
-    sample's own reference, with none, and with another sample's (shuffled). Same noise and timesteps
-    for all three; `gain` = 1 - own / none (0 for adapters that ignore the reference)."""
-    noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)
-    batch = make_dataset("toyworld", 0, seed, describe_p=describe_p).batch(0, size)
-    gen = torch.Generator().manual_seed(seed)
-    text, target, cache = encode_batch(pipe, adapters, batch, batch["caption"], noise_schedule, gen)
-    noise = torch.randn(target.shape, generator=gen).to(target.device)
-    t = torch.randint(*timesteps, (size,), generator=gen).to(target.device)
-    noisy = noise_schedule.add_noise(target, noise, t)
-    losses = {}
-    for name, rows in (("own", torch.arange(size)), ("none", torch.full((size,), -1)),
-                       ("shuffled", torch.roll(torch.arange(size), 1))):
-        with adapters.reference(cache, rows=rows):
-            losses[name] = F.mse_loss(pipe.unet(noisy, t, encoder_hidden_states=text).sample, noise).item()
-    return {**losses, "gain": 1 - losses["own"] / losses["none"]}

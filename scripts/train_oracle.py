@@ -90,7 +90,7 @@ def training_batch(cfg: OracleConfig, step: int):
 def collate(attrs: list[dict], masks: list) -> dict:
     """Stack per-image attribute records into training target tensors."""
     t = {k: torch.tensor([names.index(a[k]) for a in attrs]) for k, names in orc.CATEGORICAL.items()}
-    for k in ("body", "pattern_colour", "glyph"):
+    for k in ("body", "pattern_colour", "glyph", "pattern_geometry"):
         t[k] = torch.from_numpy(np.stack([a[k] for a in attrs]).astype(np.float32))
     t["has_pattern"] = torch.tensor([a["pattern"] != "plain" for a in attrs])
     t["half_pattern"] = torch.tensor([a["pattern"] in orc.HALF_PATTERNS for a in attrs])
@@ -213,6 +213,8 @@ def loss_terms(out: dict, t: dict) -> dict:
     terms["glyph"] = 2 * F.binary_cross_entropy_with_logits(out["glyph"], t["glyph"])
     terms["colours"] = 5 * colour_loss(out, t)
     terms["geometry"] = 10 * (out["geometry"] - t["geometry"]).abs().mean()
+    pattern_err = (out["pattern_geometry"] - t["pattern_geometry"]).abs().mean(1)
+    terms["pattern_geometry"] = 2 * (pattern_err * t["has_pattern"].float()).mean()
     terms["mask"] = F.binary_cross_entropy_with_logits(out["mask"], t["mask"])
     return terms
 
@@ -281,14 +283,22 @@ def metrics(readings: dict, identities, scenes) -> dict:
     m["glyph_bit_acc"] = float(glyph_ok.mean())
     sizes = np.array([s.size for s in scenes])
     m["glyph_bit_acc_by_size"] = {z: float(glyph_ok[sizes == z].mean()) for z in tw.SIZES if (sizes == z).any()}
+    readable = sizes != "tiny"  # see oracle.TINY_UNREADABLE
+    m["acc_pattern_readable"] = float(np.mean((readings["pattern"] == np.array([t["pattern"] for t in truth]))[readable]))
+    m["glyph_bit_acc_readable"] = float(glyph_ok[readable].mean())
     for k in ("class", "accessory", "pattern"):  # small subjects are where reading gets hard
         ok = readings[k] == np.array([t[k] for t in truth])
         m[f"acc_{k}_by_size"] = {z: float(ok[sizes == z].mean()) for z in tw.SIZES if (sizes == z).any()}
     m.update(colour_errors(readings, truth))
+    patterned = np.array([t["pattern"] != "plain" for t in truth])
+    geo_err = np.abs(readings["pattern_geometry"] - np.stack([t["pattern_geometry"] for t in truth]))[patterned]
+    m["pattern_freq_mae"], m["pattern_orientation_mae"] = float(geo_err[:, 0].mean()), float(geo_err[:, 1:].mean())
+    parts = orc.subject_parts(readings, identities, [s.recolour for s in scenes], sizes)
+    m["subject_parts"] = {k: float(np.nanmean(v)) for k, v in parts.items()}
     for k in orc.GEOMETRY:
         m[f"{k}_mae"] = float(np.mean(np.abs(readings[k] - np.array([t[k] for t in truth]))))
     recoloured = [s.recolour for s in scenes]
-    m["subject_fidelity"] = float(orc.subject_fidelity(readings, identities, recoloured).mean())
+    m["subject_fidelity"] = float(orc.subject_fidelity(readings, identities, recoloured, sizes).mean())
     m["class_accuracy"] = float(orc.class_accuracy(readings, identities).mean())
     m["prompt_fidelity"] = float(orc.prompt_fidelity(readings, scenes, [i.class_name for i in identities]).mean())
     return m
@@ -305,19 +315,22 @@ def evaluate(model: orc.Oracle, cfg: OracleConfig, vae=None) -> dict:
             readings = model.read(x)
             results[f"{name}/{cond}"] = m = metrics(readings, g["identities"], g["scenes"])
             recoloured = [s.recolour for s in g["scenes"]]
-            m["subject_chance"] = float(orc.subject_chance(readings, g["identities"], recoloured))
+            m["subject_chance"] = float(orc.subject_chance(readings, g["identities"], recoloured,
+                                                           [s.size for s in g["scenes"]]))
     return results
 
 
 def check(results: dict) -> list[str]:
-    """The acceptance thresholds: categorical accuracy >= 0.98, glyph-bit accuracy >= 0.95."""
+    """The acceptance thresholds: categorical accuracy and glyph-bit accuracy >= 0.98 on clean
+    renders, >= 0.95 after a VAE round trip; pattern type and glyph on readable (non-tiny) subjects,
+    as the metric scores them (oracle.TINY_UNREADABLE)."""
     failures = []
     for name, m in results.items():
-        for k in orc.CATEGORICAL:
-            if m[f"acc_{k}"] < 0.98:
-                failures.append(f"{name}: {k} accuracy {m[f'acc_{k}']:.3f} < 0.98")
-        if m["glyph_bit_acc"] < 0.95:
-            failures.append(f"{name}: glyph-bit accuracy {m['glyph_bit_acc']:.3f} < 0.95")
+        bar = 0.95 if name.endswith("/vae") else 0.98
+        scores = {f"{k} accuracy": m[f"acc_{k}"] for k in orc.CATEGORICAL if k != "pattern"}
+        scores.update({"pattern accuracy (readable)": m["acc_pattern_readable"],
+                       "glyph-bit accuracy (readable)": m["glyph_bit_acc_readable"]})
+        failures += [f"{name}: {k} {v:.3f} < {bar}" for k, v in scores.items() if v < bar]
     return failures
 
 

@@ -27,15 +27,18 @@ def test_cache_generate_round_trip(tmp_path, capsys):
     assert "nope.png" in capsys.readouterr().err
 
 
-def test_train_command_exports_with_manifest(tmp_path):
+def test_train_command_exports_with_manifest(tmp_path, capsys):
     pipe = random_tiny_pipeline()
     pipe.save_pretrained(tmp_path / "backbone")
     out, export = tmp_path / "run", tmp_path / "export"
     assert main(["train", "--backbone", str(tmp_path / "backbone"), "--steps", "2", "--batch-size", "2",
-                 "--out", str(out), "--export", str(export)]) == 0
+                 "--out", str(out), "--export", str(export), "--diagnostics-size", "2"]) == 0
     manifest = verify_manifest(export)
     assert manifest["steps"] == 2 and "adapters.safetensors" in manifest["files"]
     assert (out / "loss.png").is_file()
+    report = json.loads((out / "diagnostics.json").read_text())  # beside the loss log
+    assert set(report["reference_gain"]) == {"pairs", "copy"} and report["attention_entropy"]
+    assert "reference gain (copy)" in capsys.readouterr().out
 
 
 def test_manifest_names_a_corrupted_file(tmp_path):

@@ -8,7 +8,7 @@ from conftest import random_tiny_pipeline
 from dreamcache_lite import toyworld as tw
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.evaluation import Protocol, evaluate
-from dreamcache_lite.oracle import Oracle
+from dreamcache_lite.oracle import SUBJECT_PARTS, Oracle
 from dreamcache_lite.pipeline import DreamCachePipeline
 
 KEYS = {"class_accuracy", "prompt_fidelity", "subject_fidelity", "images", "seconds", "extra_params",
@@ -39,7 +39,10 @@ def test_toy_bench_reports_the_contract(dc, oracle, method):
     assert (summary["extra_params"] > 0) == (method in ("dreamcache", "finetune"))
     assert (summary["setup_seconds"] > 0) == (method in ("dreamcache", "finetune"))
     assert (summary["cache_bytes"] > 0) == (method == "dreamcache")
-    assert set(summary["subject_by_attribute"]) == {"pattern", "glyph", "body_colour", "pattern_colour"}
+    assert set(summary["subject_by_attribute"]) == set(SUBJECT_PARTS)
+    assert {"identity_gain", "text_subject_fidelity", "vae_subject_fidelity"} <= set(summary)
+    if method == "text":
+        assert summary["identity_gain"] in (0.0, None)  # text-only is its own yardstick
 
 
 def test_subject_parts_score_each_detail_and_skip_what_does_not_apply():
@@ -48,13 +51,37 @@ def test_subject_parts_score_each_detail_and_skip_what_does_not_apply():
     plain = next(i for i in tw.benchmark_identities() if i.pattern == "plain")
     dotted = next(i for i in tw.benchmark_identities() if i.pattern == "dots")
     truth = [attributes(plain), attributes(dotted)]
-    readings = {k: np.stack([np.asarray(t[k]) for t in truth]) for k in ("pattern", "glyph", "body", "pattern_colour")}
+    keys = ("pattern", "glyph", "body", "pattern_colour", "pattern_geometry")
+    readings = {k: np.stack([np.asarray(t[k]) for t in truth]) for k in keys}
     parts = subject_parts(readings, [plain, dotted], recoloured=[False, True])
     assert parts["pattern"].tolist() == [1, 1] and parts["glyph"].tolist() == [1, 1]
-    assert parts["body_colour"][0] == 1 and np.isnan(parts["body_colour"][1])  # recoloured: not asked
-    assert np.isnan(parts["pattern_colour"][0]) and parts["pattern_colour"][1] == 1  # plain: no pattern colour
+    one = pytest.approx(1, abs=1e-5)  # colours pass through float32
+    assert parts["body_colour"][0] == one and np.isnan(parts["body_colour"][1])  # recoloured: not asked
+    assert np.isnan(parts["pattern_colour"][0]) and parts["pattern_colour"][1] == one  # plain: no pattern colour
+    assert np.isnan(parts["pattern_freq"][0]) and parts["pattern_freq"][1] == one
+    assert parts["pattern_angle"][1] == one
+    tiny = subject_parts(readings, [plain, dotted], [False, False], sizes=["tiny", "normal"])
+    assert all(np.isnan(tiny[k][0]) for k in ("pattern", "glyph")) and tiny["body_colour"][0] == one
     readings["glyph"] = ~readings["glyph"]
-    assert subject_fidelity(readings, [plain, dotted], [False, True]).tolist() == [2 / 3, 2 / 3]
+    # dotted: pattern 1, freq 1, angle 1, glyph 0, pattern colour 1 (body recoloured: not asked)
+    assert subject_fidelity(readings, [plain, dotted], [False, True]) == pytest.approx([2 / 3, 4 / 5], abs=1e-5)
+
+
+def test_colour_score_is_graded():
+    from dreamcache_lite.oracle import colour_score
+
+    red = (0.86, 0.12, 0.12)
+    assert colour_score(red, red) == 1
+    near, far = colour_score(red, (0.8, 0.15, 0.15)), colour_score(red, (0.7, 0.25, 0.2))
+    assert 1 > near > far > 0 and colour_score(red, (0.1, 0.3, 0.9)) == 0
+
+
+def test_identity_gain_places_a_method_between_text_and_the_vae():
+    from dreamcache_lite.evaluation import identity_gain
+
+    assert identity_gain(0.3, 0.3, 0.9) == 0 and identity_gain(0.9, 0.3, 0.9) == 1
+    assert identity_gain(0.7, 0.3, 0.8) == pytest.approx(0.8)
+    assert identity_gain(0.7, 0.5, 0.5) is None  # no room above text-only: the gain is undefined
 
 
 def test_unknown_method_is_refused(dc, oracle):

@@ -13,7 +13,7 @@ def test_identity_is_deterministic_and_round_trips_through_json():
     a, b = tw.Identity.from_seed(7), tw.Identity.from_seed(7)
     assert a == b and a != tw.Identity.from_seed(8)
     assert tw.Identity.from_dict(json.loads(json.dumps(a.to_dict()))) == a
-    assert len(a.glyph) == 9 and set(a.glyph) <= {0, 1}
+    assert len(a.glyph) == tw.N_GLYPH and set(a.glyph) <= {0, 1}
     assert a.class_name in tw.CLASSES and a.pattern in tw.PATTERNS
     assert all(0 <= c <= 1 for c in a.body + a.pattern_colour)
 
@@ -47,7 +47,7 @@ def test_recolour_keeps_glyph_and_mask():
     idn = tw.training_identity(6)  # a ball: glyph at the body centre (32, 36)
     (a, ma), (b, mb) = tw.render(idn, tw.Scene()), tw.render(idn, tw.Scene(recolour="red"))
     assert (ma == mb).all() and (a != b).any()
-    centre = (slice(32, 40), slice(28, 36))
+    centre = (slice(31, 41), slice(27, 37))
     assert (a[centre] == b[centre]).all()
 
 
@@ -117,3 +117,26 @@ def test_captions_use_vocabulary_and_no_numbers():
 def test_colour_names_of_palette():
     for name, rgb in tw.PALETTE.items():
         assert tw.colour_name(rgb) == name
+
+
+def test_identity_detail_spans_two_latent_pixels_at_normal_size():
+    """World v2's promise: glyph cells and pattern half-periods are >= 8 px (2x2 latent pixels of
+    the 4x-downsampling VAE) for every normal-size subject."""
+    smallest_normal = 0.9 * tw.R_BASE
+    assert tw.GLYPH_CELL * smallest_normal >= 6.8  # 7.6 px at scale 1, 8.7 px at 1.15
+    assert smallest_normal * 2 / tw.FREQ_RANGE[1] / 2 >= 7.7
+    for seed in range(200):
+        idn = tw.training_identity(seed)
+        assert idn.pattern == "plain" or tw.FREQ_RANGE[0] <= idn.freq <= tw.FREQ_RANGE[1]
+        assert 1 <= sum(idn.glyph) <= tw.N_GLYPH - 1
+
+
+@pytest.mark.parametrize("class_name", tw.CLASSES)
+def test_no_accessory_covers_the_glyph(class_name):
+    idn = next(i for i in tw.benchmark_identities() if i.class_name == class_name)
+    idn = tw.replace(idn, glyph=(1,) * tw.N_GLYPH)
+    dark = (tw.render(idn, tw.Scene())[0] == round(0.07 * 255)).all(-1)
+    for accessory in tw.ACCESSORIES[1:]:
+        for flip in (False, True):
+            img = tw.render(idn, tw.Scene(accessory=accessory, flip=flip))[0]
+            assert (dark <= (img == round(0.07 * 255)).all(-1)).all(), (accessory, flip)

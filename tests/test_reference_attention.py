@@ -1,0 +1,49 @@
+"""The reference attention option: the paper's scaled dot product and this package's cosine attention."""
+
+import pytest
+import torch
+
+from dreamcache_lite.adapters import COSINE_SCALE, DreamCacheAdapters
+from test_core import reference_cache, run
+
+
+def test_cosine_attention_starts_as_an_exact_no_op_with_tied_query_and_key(unet, inputs):
+    plain = run(unet, inputs)
+    adapters = DreamCacheAdapters(unet, "paper", attention="cosine")
+    for proc in adapters.processors.values():
+        attn = proc.attn_mem
+        assert torch.equal(attn.to_k.weight, attn.to_q.weight)
+        assert attn.logit_scale.exp().item() == pytest.approx(COSINE_SCALE)
+    with adapters.reference(reference_cache(unet, batch=2)):
+        assert torch.equal(run(unet, inputs), plain)  # identity init: linear_cat = [I | 0]
+
+
+def test_cosine_attention_precomputed_keys_match_and_the_scale_learns(unet, inputs):
+    adapters = DreamCacheAdapters(unet, "paper", init="paper", attention="cosine")
+    cache = reference_cache(unet, batch=2)
+    with adapters.reference(cache):
+        first = run(unet, inputs)
+    with adapters.reference(cache, precompute=True):
+        assert torch.allclose(run(unet, inputs), first, rtol=1e-4, atol=1e-5)
+    for p in adapters.parameters():
+        p.requires_grad_(True)
+    latents, t, text = inputs
+    with adapters.reference(cache):
+        unet(latents, t, encoder_hidden_states=text).sample.square().mean().backward()
+    assert all(proc.attn_mem.logit_scale.grad is not None for proc in adapters.processors.values())
+
+
+def test_attention_round_trips_and_a_mismatch_is_named(unet, tmp_path):
+    adapters = DreamCacheAdapters(unet, "paper", init="paper", attention="cosine")
+    adapters.save(tmp_path / "cosine.safetensors")
+    adapters.uninstall()
+    loaded = DreamCacheAdapters.from_file(unet, tmp_path / "cosine.safetensors")
+    assert loaded.attention == "cosine"
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), adapters.state_dict().values()))
+    loaded.uninstall()
+    paper = DreamCacheAdapters(unet, "paper")
+    with pytest.raises(ValueError, match="'cosine' reference attention"):
+        paper.load_weights(tmp_path / "cosine.safetensors")
+    paper.uninstall()
+    with pytest.raises(ValueError, match="unknown reference attention"):
+        DreamCacheAdapters(unet, "paper", attention="dot")
