@@ -353,13 +353,16 @@ class DreamCacheAdapters:
     def from_file(cls, unet, path, check_backbone: bool = True) -> "DreamCacheAdapters":
         """Install adapters on the layers named in the file and load its weights."""
         _, meta = load_tensors(path, ADAPTER_KIND)
-        adapters = cls(unet, layers=meta["layers"], init=meta.get("init", "identity"),
-                       injection=meta.get("injection", "concat"), attention=meta.get("attention", "paper"))
+        # every weight is overwritten by the file, so the init only matters as the file's provenance
+        # (e.g. "official" for the authors' converted release)
+        adapters = cls(unet, layers=meta["layers"], injection=meta.get("injection", "concat"),
+                       attention=meta.get("attention", "paper"))
         try:
             adapters.load_weights(path, check_backbone=check_backbone)
         except Exception:
             adapters.uninstall()
             raise
+        adapters.init = meta.get("init", "identity")
         return adapters
 
 

@@ -365,7 +365,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # OSError: missing files, an offline hub, unreadable weights
         print(f"dreamcache-lite {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -56,6 +56,19 @@ class ToyPairs:
         return _batch(pairs["target"], pairs["reference"], pairs["caption"], pairs["mask"])
 
 
+class CopyPairs:
+    """Any pair source with every reference replaced by its own target: the copy task, where the
+    cache holds the clean answer (the test that the adapters can use a reference at all)."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def batch(self, step: int, size: int) -> dict:
+        batch = dict(self.source.batch(step, size))
+        batch["reference"] = batch["target"]
+        return batch
+
+
 class FolderPairs:
     """The authors' dataset layout. Unreadable or mismatched samples are reported with their path,
     then skipped (`on_error="skip"`) or fatal (`on_error="raise"`)."""

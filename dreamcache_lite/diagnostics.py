@@ -2,7 +2,7 @@
 
 `reference_gain`: the denoising loss on one fixed batch of pairs with each sample's own reference,
 with none, and with another sample's (shuffled), per timestep band; `gain` = 1 - own / none
-(0: the reference is ignored). On *copy pairs* (`CopyPairs`: the reference is the target itself,
+(0: the reference is ignored). On *copy pairs* (`datasets.CopyPairs`: the reference is the target itself,
 so the cache holds the clean answer) it tests the mechanism alone: adapters that cannot use an
 identical reference cannot personalise.
 
@@ -20,25 +20,13 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from .adapters import DreamCacheAdapters
+from .datasets import CopyPairs
+from .training import encode_batch  # the very encoding training uses
 
 BANDS = ((0, 300), (300, 600), (600, 1000))
 
 
-class CopyPairs:
-    """A pair source whose references are the targets themselves (the copy task)."""
-
-    def __init__(self, source):
-        self.source = source
-
-    def batch(self, step: int, size: int) -> dict:
-        batch = dict(self.source.batch(step, size))
-        batch["reference"] = batch["target"]
-        return batch
-
-
 def _encoded(pipe, adapters, source, size: int, seed: int):
-    from .training import encode_batch  # the very encoding training uses
-
     noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)
     batch = source.batch(0, size)
     gen = torch.Generator().manual_seed(seed)

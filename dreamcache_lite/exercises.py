@@ -512,11 +512,10 @@ def check_top_token(answer, attention) -> str:
     return "argmax over the cache tokens of attention[row, query]; divmod(index, grid width) gives its (y, x)."
 
 
-GLYPH_CHOICES = {
-    "a": "the 16x16 layers have the most channels",
-    "b": "one 16x16 token covers 4x4 image pixels, about one glyph cell (3.4 px): only these layers resolve the "
-         "3x3 glyph; an 8x8 token (8 px) or a 4x4 token (16 px) blends the glyph's cells together",
-    "c": "the 16x16 layers come last in the decoder, so they see the text prompt best",
+GLYPH_CHOICES = {  # similar lengths: the answer is not the longest option
+    "a": "they hold the most channels of any layer, so they can store more detail per token",
+    "b": "their 4 px tokens give two per 7.6 px glyph cell; a 4x4-grid token covers two whole cells",
+    "c": "they come last in the decoder, so they read the text prompt better than earlier layers",
 }
 
 
@@ -529,8 +528,8 @@ def check_glyph_layer(answer) -> str:
     if letter == "c":
         raise Wrong("the cache is computed with the *empty* prompt; no text is involved. Think about what one "
                     "token covers in pixels.")
-    return ("resolution: the 64 px image becomes a 16x16 latent (4 px per token), and a glyph cell is 0.2 x 17 = "
-            "3.4 px. Coarser layers summarise the subject (class, colour); fine layers keep where each cell is.")
+    return ("resolution: the 64 px image becomes a 16x16 latent (4 px per token), and a glyph cell is 0.4 x 19 = "
+            "7.6 px. Coarser layers summarise the subject (class, colour); fine layers keep where each cell is.")
 
 
 EXERCISES.update({

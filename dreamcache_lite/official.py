@@ -50,7 +50,11 @@ def official_key_map(adapters: DreamCacheAdapters) -> dict[str, str]:
 
 def convert_official(src, dst, arch: str = "sd21") -> dict:
     """Read the release safely, check every key and shape, write this package's adapter file."""
-    state = torch.load(src, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a zip/pickle checkpoint, or one holding code: refuse either way
+        raise ValueError(f"{src}: not a PyTorch checkpoint that loads safely ({type(err).__name__}); "
+                         "pass the authors' released .pt/.ckpt file") from err
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     unet = ARCHITECTURES[arch].build_unet("meta")

@@ -26,7 +26,7 @@ from .adapters import DreamCacheAdapters
 from .backbones import load_pipeline
 from .cache import cache_features
 from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
-from .datasets import StepBatches, caption_dropout, make_dataset
+from .datasets import CopyPairs, StepBatches, caption_dropout, make_dataset
 from .pipeline import DreamCachePipeline
 
 
@@ -58,6 +58,7 @@ class TrainConfig:
     on_bad_sample: str = "skip"
     n_identities: int | None = None
     describe_p: float = 0.5             # toy world: share of captions naming colour and pattern
+    copy_task: bool = False             # every reference is its own target (datasets.CopyPairs)
     seed: int = 0
     workers: int = 0                    # DataLoader processes rendering pairs ahead (the bottleneck on a GPU)
     diagnostics_size: int = 48          # pairs for the reference-gain / attention diagnostics at the end (0: none)
@@ -145,6 +146,8 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
     start = _resume(cfg, adapters, optimizer) if resume else 0
     dataset = make_dataset(cfg.dataset, pipe.unet.config.sample_size * pipe.vae_scale_factor, cfg.seed,
                            cfg.on_bad_sample, cfg.n_identities, cfg.describe_p)
+    if cfg.copy_task:
+        dataset = CopyPairs(dataset)
     loader = iter(torch.utils.data.DataLoader(
         StepBatches(dataset, cfg.batch_size, start * cfg.grad_accum, cfg.steps * cfg.grad_accum),
         batch_size=None, num_workers=cfg.workers))

@@ -55,3 +55,27 @@ def test_wrong_layout_lists_missing_and_unexpected_keys(tmp_path):
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=r"missing keys \['diffusion_model.middle_block.1.*unexpected keys"):
         convert_official(tmp_path / "bad.pt", tmp_path / "out.safetensors")
+
+
+def test_converted_release_loads_on_a_unet_with_real_weights(tmp_path):
+    """The converter records init 'official'; loading must not try to re-initialise with it
+    (the meta-device test above skips initialisation, which once hid this)."""
+    from conftest import make_unet
+    from dreamcache_lite.adapters import DreamCacheAdapters as Adapters
+
+    unet = make_unet()
+    source = Adapters(unet, "paper", init="paper")
+    tensors = source.state_dict()
+    meta = {**source.metadata(), "init": "official", "extra": {}}
+    source.uninstall()
+    from dreamcache_lite.files import save_tensors
+    save_tensors(tmp_path / "converted.safetensors", tensors, "dreamcache-lite/adapters", meta)
+    loaded = Adapters.from_file(unet, tmp_path / "converted.safetensors")
+    assert loaded.init == "official"
+    assert all(torch.equal(tensors[k], v) for k, v in loaded.state_dict().items())
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path):
+    (tmp_path / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n not a checkpoint")
+    with pytest.raises(ValueError, match="picture.png: not a PyTorch checkpoint"):
+        convert_official(tmp_path / "picture.png", tmp_path / "out.safetensors")

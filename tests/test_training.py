@@ -72,7 +72,8 @@ def test_reference_gain_is_zero_for_identity_adapters_and_moves_once_they_use_th
     from conftest import random_tiny_pipeline
     from dreamcache_lite.adapters import DreamCacheAdapters
     from dreamcache_lite.datasets import ToyPairs
-    from dreamcache_lite.diagnostics import BANDS, CopyPairs, reference_gain
+    from dreamcache_lite.datasets import CopyPairs
+    from dreamcache_lite.diagnostics import BANDS, reference_gain
 
     pipe = random_tiny_pipeline()
     adapters = DreamCacheAdapters(pipe.unet, "paper")  # identity init: exact no-op
@@ -87,8 +88,7 @@ def test_reference_gain_is_zero_for_identity_adapters_and_moves_once_they_use_th
 
 
 def test_copy_pairs_hand_the_target_as_reference():
-    from dreamcache_lite.datasets import ToyPairs
-    from dreamcache_lite.diagnostics import CopyPairs
+    from dreamcache_lite.datasets import CopyPairs, ToyPairs
 
     batch = CopyPairs(ToyPairs()).batch(3, 2)
     assert torch.equal(batch["reference"], batch["target"])
