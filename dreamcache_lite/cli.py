@@ -42,27 +42,41 @@ def cmd_demo(args) -> int:
         return _demo_core(args)
     import time
 
+    import numpy as np
+
     from . import toyworld as tw
-    from .evaluation import reference_image
-    from .figures import image_grid
+    from .evaluation import reference_image, score
+    from .figures import labelled_comparison
+    from .oracle import DEFAULT_PATH, Oracle
 
     args.backbone, args.adapters = "tiny", None
     dc = _pipeline(args)
     identity = tw.benchmark_identities()[args.seed % 30]
     reference = reference_image(identity)
-    prompts = [tw.prompt_text(tw.BENCHMARK_PROMPTS[i], identity.class_name) for i in (0, 2, 10, 20)]
+    specs = [tw.BENCHMARK_PROMPTS[i] for i in (0, 2, 10, 13, 20)]
+    prompts = [tw.prompt_text(spec, identity.class_name) for spec in specs]
     start = time.perf_counter()
-    rows = [[reference] + dc(prompts, None, seed=args.seed, steps=25, progress=False)]
-    print(f"text-only, 4 prompts: {time.perf_counter() - start:.2f} s")
+    rows = {"text-only": dc(prompts, None, seed=args.seed, steps=25, text_scale=5.0, progress=False)}
+    print(f"text-only, {len(prompts)} prompts: {time.perf_counter() - start:.2f} s")
     if dc.adapters is not None:
         start = time.perf_counter()
         cache = dc.cache_reference(reference)
-        rows.append([reference] + dc(prompts, cache, seed=args.seed, steps=25, progress=False))
-        print(f"DreamCache (caching + 4 prompts): {time.perf_counter() - start:.2f} s")
+        rows = {"DreamCache": dc(prompts, cache, seed=args.seed, steps=25, text_scale=5.0, progress=False), **rows}
+        print(f"DreamCache (caching + {len(prompts)} prompts): {time.perf_counter() - start:.2f} s")
     else:
         print("no trained adapters shipped yet: showing text-only generations")
-    image_grid([img for row in rows for img in row], args.output, columns=len(prompts) + 1)
-    print(f"reference | {' | '.join(prompts)} -> {args.output}")
+    notes = None
+    if DEFAULT_PATH.is_file():  # the oracle's identity score under each image
+        oracle = Oracle.load()
+        notes = {}
+        for label, images in rows.items():
+            scored = score(oracle, np.stack([np.asarray(i) for i in images]), identity, specs, prompts, args.seed,
+                           reference)
+            notes[label] = [f"identity {r['subject_fidelity']:.2f}" for r in scored]
+            print(f"{label}: mean identity score {np.mean([r['subject_fidelity'] for r in scored]):.2f}")
+    labelled_comparison(reference, rows, prompts, args.output, notes=notes,
+                        title=f"held-out subject {identity.class_name} #{args.seed % 30}")
+    print(f"reference | {' | '.join(rows)} x {len(prompts)} prompts -> {args.output}")
     return 0
 
 
@@ -356,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the core (cache, adapters, mixed-row UNet call) end to end")
     p.add_argument("--layers", default="paper")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", default="figures/demo.png")
+    p.add_argument("-o", "--output", default="runs/demo.png")
     p.set_defaults(func=cmd_demo)
     return parser
 

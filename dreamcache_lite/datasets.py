@@ -111,11 +111,12 @@ class FolderPairs:
             except ValueError as err:
                 if self.on_error == "raise":
                     raise
+                # The list of names never changes: whether a draw is skipped depends on the file
+                # alone, so batch `step` is the same in every worker and after any resume.
                 if name not in self.skipped:
                     warnings.warn(f"skipping {err}")
                     self.skipped.append(name)
-                    self.names.remove(name)
-                if not self.names:
+                if len(self.skipped) == len(self.names):
                     raise ValueError(f"no readable samples left in {self.root}") from err
                 continue
             targets.append(image)

@@ -24,6 +24,41 @@ def image_grid(images, path=None, columns: int | None = None) -> Image.Image:
     return grid
 
 
+def labelled_comparison(reference, rows: dict, prompts: list[str], path, title: str = "", notes: dict | None = None):
+    """The reference, then one labelled row of images per method (`rows`: label -> images, one per
+    prompt); `notes` (label -> one string per image) are printed under the images, e.g. scores."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    cols = len(prompts) + 1
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.45 * cols, 1.75 * len(rows)), squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        ax = axes[r, 0]
+        ax.axis("off")
+        if r == 0:
+            ax.imshow(np.asarray(reference))
+            ax.set_title("reference", fontsize=8)
+        for c, image in enumerate(images):
+            ax = axes[r, c + 1]
+            ax.imshow(np.asarray(image))
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(prompts[c].replace(" wearing", "\nwearing").replace(" in ", "\nin ")
+                             .replace(" on ", "\non "), fontsize=6)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if notes and label in notes:
+                ax.set_xlabel(notes[label][c], fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def write_rows(rows: list[dict], path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:

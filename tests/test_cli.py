@@ -59,3 +59,21 @@ def test_manifest_names_a_corrupted_file(tmp_path):
     else:
         raise AssertionError("a missing file went unnoticed")
     assert json.loads((tmp_path / "manifest.json").read_text())["command"] == "test"
+
+
+def test_evaluate_sdedit_prints_identity_gain(tmp_path, capsys):
+    """The contract `evaluate --method text --sdedit 0.3 --fast --json`: the usual keys plus identity_gain."""
+    import torch
+
+    from dreamcache_lite.oracle import Oracle
+
+    random_tiny_pipeline().save_pretrained(tmp_path / "backbone")
+    torch.manual_seed(0)
+    Oracle().eval().save(tmp_path / "oracle.safetensors")  # untrained: the machinery is under test
+    assert main(["evaluate", "--method", "text", "--sdedit", "0.3", "--fast", "--json", "--identities", "1",
+                 "--steps", "2", "--backbone", str(tmp_path / "backbone"),
+                 "--oracle", str(tmp_path / "oracle.safetensors")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"class_accuracy", "prompt_fidelity", "subject_fidelity", "embedding_cosine", "images",
+            "identity_gain", "text_subject_fidelity", "vae_subject_fidelity"} <= set(summary)
+    assert summary["sdedit"] == 0.3 and summary["images"] == 25
