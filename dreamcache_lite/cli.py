@@ -377,11 +377,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()  # hub notices would precede our one-line errors
+    for library in (diffusers_logging, transformers_logging):  # loading 5 small files needs no bars
+        library.disable_progress_bar()
     try:
         return args.func(args)
     except (ValueError, OSError) as err:  # OSError: missing files, an offline hub, unreadable weights
-        print(f"dreamcache-lite {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return _error(args.command, err)
+    except RuntimeError as err:
+        if "out of memory" not in str(err).lower():
+            raise
+        return _error(args.command, f"{err} -- out of accelerator memory: lower the batch (-n, --batch-size) "
+                                    "or run on the CPU")
+
+
+def _error(command: str, err) -> int:
+    """One line naming the problem (library messages can span lines), exit code 2, no traceback."""
+    print(f"dreamcache-lite {command}: error: {' '.join(str(err).split())}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

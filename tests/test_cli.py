@@ -77,3 +77,48 @@ def test_evaluate_sdedit_prints_identity_gain(tmp_path, capsys):
     assert {"class_accuracy", "prompt_fidelity", "subject_fidelity", "embedding_cosine", "images",
             "identity_gain", "text_subject_fidelity", "vae_subject_fidelity"} <= set(summary)
     assert summary["sdedit"] == 0.3 and summary["images"] == 25
+
+
+def _one_line_error(capsys, argv, *needles):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_user_errors_end_in_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch):
+    """The error table: each mistake a user can make, the words the one line must contain."""
+    import huggingface_hub
+
+    pipe = random_tiny_pipeline()
+    pipe.save_pretrained(tmp_path / "backbone")
+    (tmp_path / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    from conftest import make_unet
+    wrong = DreamCacheAdapters(make_unet("tiny", layers_per_block=1), "paper", init="paper")
+    wrong.save(tmp_path / "other_backbone.safetensors")
+    folder = ["--backbone", str(tmp_path / "backbone")]
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    capsys.readouterr()  # the set-up's own output
+    table = [
+        (["generate", "--prompt", "a ball", "--backbone", "sd15"], ["cannot load backbone", "local copy"]),
+        (["generate", "--prompt", "a ball", "--backbone", str(tmp_path / "nowhere")], ["nowhere"]),
+        (["convert-official", str(tmp_path / "picture.png"), str(tmp_path / "out.safetensors")],
+         ["picture.png", "not a PyTorch checkpoint"]),
+        (["generate", "--prompt", "a ball", *folder, "--adapters", str(tmp_path / "picture.png")], ["picture.png"]),
+        (["generate", "--prompt", "a ball", *folder, "--adapters", str(tmp_path / "other_backbone.safetensors")],
+         ["other_backbone.safetensors"]),
+        (["cache", str(tmp_path / "missing.png"), "-o", str(tmp_path / "c.safetensors"), *folder], ["missing.png"]),
+    ]
+    for argv, needles in table:
+        _one_line_error(capsys, argv, *needles)
+
+
+def test_out_of_memory_names_the_fix(capsys, monkeypatch):
+    import dreamcache_lite.cli as cli
+
+    def out_of_memory(args):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\n(details)")
+    monkeypatch.setattr(cli, "cmd_generate", out_of_memory)  # the parser is built at each call
+    _one_line_error(capsys, ["generate", "--prompt", "a ball"], "out of accelerator memory", "lower the batch")
