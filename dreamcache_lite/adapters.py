@@ -58,18 +58,29 @@ class ReferenceAttention(nn.Module):
             self.norm_cache = nn.LayerNorm(cache_dim)
             self.logit_scale = nn.Parameter(torch.tensor(float(COSINE_SCALE)).log())
 
+    @torch.no_grad()
+    def align_keys(self, proj_in: nn.Module) -> None:
+        """Cosine attention's start: queries are the block's tokens as they are (`to_q` = I) and keys
+        the cached tokens mapped the way the block maps its input (`to_k` = the transformer's
+        `proj_in`), so query i meets the cached token that looks like it from step 0. (The cache
+        holds the transformer's input, before `proj_in`; the adapter's queries come after it.)"""
+        weight = proj_in.weight.reshape(proj_in.weight.shape[0], -1)
+        if weight.shape != self.to_k.weight.shape:
+            return  # a projection of another shape: keep the random start
+        self.to_q.weight.copy_(torch.eye(self.to_q.weight.shape[0]))
+        self.to_k.weight.copy_(weight)
+
     def keys_values(self, cache_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Project the cache once; the result can be reused for every denoising step."""
         if self.attention == "cosine":
-            keys = F.normalize(self._split(self.to_k(self.norm_cache(cache_tokens))), dim=-1)
-            return keys, self._split(self.to_v(cache_tokens))
+            return _centred_unit(self._split(self.to_k(self.norm_cache(cache_tokens)))), self._split(self.to_v(cache_tokens))
         return self._split(self.to_k(cache_tokens)), self._split(self.to_v(cache_tokens))
 
     def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, return_weights: bool = False):
         query = self._split(self.to_q(x))
         scale = query.shape[-1] ** -0.5
         if self.attention == "cosine":  # the learned scale rides on the queries: SDPA takes a float
-            query, scale = F.normalize(query, dim=-1) * self.logit_scale.exp(), 1.0
+            query, scale = _centred_unit(query) * self.logit_scale.exp(), 1.0
         if return_weights:  # the explicit softmax, only when someone wants to look at it
             weights = (query @ keys.transpose(-1, -2) * scale).softmax(-1)
             out = weights @ values
@@ -80,6 +91,16 @@ class ReferenceAttention(nn.Module):
 
     def _split(self, t: torch.Tensor) -> torch.Tensor:
         return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, N, d) -> (B, heads, N, d/heads)
+
+
+def _centred_unit(t: torch.Tensor) -> torch.Tensor:
+    """Subtract each channel's mean over the tokens, then scale every token to unit length.
+
+    The timestep and prompt shift every token of a block input alike (the reference is cached at
+    t = 1 with the empty prompt, the target is denoised at t with its caption); without the
+    centring that shared offset dominates every cosine and all tokens look alike. (StyleAligned
+    normalises queries and keys by their token statistics for the same reason.)"""
+    return F.normalize(t - t.mean(dim=-2, keepdim=True), dim=-1)
 
 
 class ReferenceContext:
@@ -146,8 +167,6 @@ class DreamCacheProcessor(nn.Module):
         if attn.attention == "cosine":
             with torch.no_grad():
                 attn.logit_scale.fill_(float(COSINE_SCALE)).log_()
-                if attn.to_k.weight.shape == attn.to_q.weight.shape:  # alike tokens attend from step 0
-                    attn.to_k.weight.copy_(attn.to_q.weight)
         if init == "identity":
             with torch.no_grad():
                 if self.linear_cat is None:
@@ -227,6 +246,8 @@ class DreamCacheAdapters:
                 proc.to(param.dtype)
                 if param.device.type != "meta":
                     proc.reset_parameters(init)
+                    if attention == "cosine":
+                        proc.attn_mem.align_keys(modules[info.name].proj_in)
                 self.blocks[name] = block
                 self.processors[name] = proc
         self._hooks = []

@@ -68,6 +68,7 @@ def picture(dc, strengths, path, identities: int = 4, steps: int = 25, text_scal
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="tiny", help="tiny (shipped) or a pipeline folder")
     parser.add_argument("--adapters", help="also run DreamCache with these adapters")
     parser.add_argument("--oracle", default=None, help="the oracle's weights (default: shipped)")
     parser.add_argument("--identities", type=int, default=None, help="default: all 30")
@@ -83,7 +84,7 @@ def main():
     if args.report:
         return plot(json.loads(OUT.with_suffix(".json").read_text()), OUT.with_suffix(".png"))
     torch.set_num_threads(args.threads)
-    dc = DreamCachePipeline.from_pretrained("tiny", adapters=args.adapters)
+    dc = DreamCachePipeline.from_pretrained(args.backbone, adapters=args.adapters)
     oracle = Oracle.load(args.oracle)
     proto = protocol(seeds=args.seeds, identities=args.identities, steps=args.steps)
     began, results = time.time(), []

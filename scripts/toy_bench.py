@@ -31,7 +31,7 @@ ATTRIBUTES = tuple(f"subject_{name}" for name in SUBJECT_PARTS)
 def run(args, out: Path) -> None:
     torch.set_num_threads(args.threads)
     adapters = args.adapters if "dreamcache" in args.methods else None  # the others never use them
-    dc = DreamCachePipeline.from_pretrained(load_pipeline("tiny", device=args.device), adapters)
+    dc = DreamCachePipeline.from_pretrained(load_pipeline(args.backbone, device=args.device), adapters)
     proto = protocol(seeds=args.seeds, identities=args.identities, steps=args.steps)
     oracle = Oracle.load(args.oracle).to(args.device)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,6 +89,7 @@ def main():
     parser.add_argument("--ref-scale", type=float, default=1.0)
     parser.add_argument("--finetune-steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--backbone", default="tiny", help="tiny (shipped) or a pipeline folder")
     parser.add_argument("--adapters", default=str(TINY_ADAPTERS), help="DreamCache's adapter file (default: shipped)")
     parser.add_argument("--oracle", default=None, help="the oracle's weights (default: shipped)")
     parser.add_argument("--device", default="cpu", help="e.g. cuda (seconds columns then are that device's)")

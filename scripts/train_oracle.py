@@ -355,7 +355,8 @@ def main():
     print(json.dumps({"eval": results, "failures": failures}, indent=1))
     record = dict(command="OMP_NUM_THREADS=%s python %s" % (os.environ.get("OMP_NUM_THREADS", ""), " ".join(sys.argv)),
                   config=dataclasses.asdict(cfg), steps=cfg.steps, wall_seconds=round(seconds, 1),
-                  vae_used=cfg.vae if vae is not None else None, eval=results, failures=failures)
+                  vae_used=cfg.vae if vae is not None else None, eval=results, failures=failures,
+                  world_version=tw.WORLD_VERSION)
     for folder in filter(None, [out, export]):
         Path(folder).mkdir(parents=True, exist_ok=True)
         if Path(folder) != out:

@@ -3,6 +3,8 @@
     python scripts/train_tiny_backbone.py            # ~3 h on 2 CPU cores
     python scripts/train_tiny_backbone.py --device cuda --workers 12   # a GPU: the UNet at ~12 steps/s (H200)
     python scripts/train_tiny_backbone.py --export dreamcache_lite/assets/tiny-backbone
+    python scripts/train_tiny_backbone.py --init-from OLD_BACKBONE --vae-steps 0 --decoder-steps 0 ...
+        # continue from another backbone (keeping its VAE): how v2 was made from v1, see its manifest
 
 The exported folder is a plain diffusers pipeline plus `manifest.json` (command, config, steps,
 wall time, sha256 of every file).
@@ -13,6 +15,7 @@ import dataclasses
 import sys
 
 from dreamcache_lite.manifest import write_manifest
+from dreamcache_lite.toyworld import WORLD_VERSION
 from dreamcache_lite.train_backbone import BackboneConfig, reconstruction_psnr, train_backbone
 
 
@@ -28,7 +31,7 @@ def main():
     psnr = round(reconstruction_psnr(pipe.vae), 2)
     if export:
         write_manifest(export, command="python " + " ".join(sys.argv), config=dataclasses.asdict(cfg),
-                       wall_seconds=round(seconds, 1), vae_psnr_db=psnr)
+                       wall_seconds=round(seconds, 1), vae_psnr_db=psnr, world_version=WORLD_VERSION)
     print(f"done in {seconds / 60:.1f} min; VAE reconstruction PSNR {psnr} dB")
 
 

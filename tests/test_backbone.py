@@ -17,6 +17,8 @@ def test_shipped_backbone_matches_its_manifest_and_loads_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     manifest = verify_manifest(TINY_BACKBONE)
     assert {"command", "config", "files", "wall_seconds"} <= set(manifest)
+    from dreamcache_lite.toyworld import WORLD_VERSION
+    assert manifest.get("world_version") == WORLD_VERSION  # trained on the world the package draws
     size = sum((TINY_BACKBONE / name).stat().st_size for name in manifest["files"])
     assert size <= 40 * 2**20
     pipe = load_pipeline("tiny")

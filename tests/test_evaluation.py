@@ -63,8 +63,8 @@ def test_subject_parts_score_each_detail_and_skip_what_does_not_apply():
     tiny = subject_parts(readings, [plain, dotted], [False, False], sizes=["tiny", "normal"])
     assert all(np.isnan(tiny[k][0]) for k in ("pattern", "glyph")) and tiny["body_colour"][0] == one
     readings["glyph"] = ~readings["glyph"]
-    # dotted: pattern 1, freq 1, angle 1, glyph 0, pattern colour 1 (body recoloured: not asked)
-    assert subject_fidelity(readings, [plain, dotted], [False, True]) == pytest.approx([2 / 3, 4 / 5], abs=1e-5)
+    # dotted: pattern 1, glyph 0, pattern colour 1 (body recoloured: not asked); freq/angle not averaged
+    assert subject_fidelity(readings, [plain, dotted], [False, True]) == pytest.approx([2 / 3, 2 / 3], abs=1e-5)
 
 
 def test_colour_score_is_graded():
