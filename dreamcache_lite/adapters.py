@@ -8,11 +8,13 @@ Inside each selected transformer block the frozen update `x = x + attn1(norm1(x)
 
 `injection="sum"` is the paper's spatial-sum ablation: `x = x + s + m`, no `linear_cat`.
 
-`attention="cosine"` is this package's option (not the paper's): queries and keys are
-L2-normalised per head (the cache tokens LayerNorm'd first), the logits are their cosine times a
-learned scale, and `to_k` starts as a copy of `to_q`, so at step 0 each query already attends to
-the cached tokens that look like it. It exists because the paper's attention, on the tiny
-backbone, did not learn where to look even when the reference was the target itself.
+`attention="cosine"` is this package's option (not the paper's): queries and keys are centred
+per channel and L2-normalised per head (the cache tokens LayerNorm'd first), the logits are their
+cosine times a learned scale, and `to_q` = I, `to_k` = the transformer's `proj_in` at the start, so
+at step 0 each query already attends to the cached tokens that look like it. It exists because the
+paper's attention, on the tiny backbone, did not learn where to look even when the reference was
+the target itself: the cache holds the transformer's input and the queries come after `proj_in`,
+two bases that random projections do not connect.
 
 The adapter replaces `attn1`'s processor (keeping the original one to compute `s`) and a
 forward pre-hook on the block hands it the raw block input `x`. All adapters read the active
@@ -72,9 +74,10 @@ class ReferenceAttention(nn.Module):
 
     def keys_values(self, cache_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Project the cache once; the result can be reused for every denoising step."""
+        values = self._split(self.to_v(cache_tokens))
         if self.attention == "cosine":
-            return _centred_unit(self._split(self.to_k(self.norm_cache(cache_tokens)))), self._split(self.to_v(cache_tokens))
-        return self._split(self.to_k(cache_tokens)), self._split(self.to_v(cache_tokens))
+            return _centred_unit(self._split(self.to_k(self.norm_cache(cache_tokens)))), values
+        return self._split(self.to_k(cache_tokens)), values
 
     def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, return_weights: bool = False):
         query = self._split(self.to_q(x))

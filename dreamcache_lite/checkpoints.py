@@ -18,7 +18,8 @@ from safetensors.torch import load_file, save_file
 
 
 def save_checkpoint(root, step: int, models: dict, optimizer=None, state: dict | None = None, keep: int = 3) -> Path:
-    """Write `models` (name -> nn.Module), the optimizer and a JSON `state` as checkpoint `step`."""
+    """Write `models` (name -> nn.Module), the optimizer and a JSON `state` as checkpoint `step`;
+    keep the newest `keep` checkpoints (0: keep all, e.g. for `scripts/adapter_curve.py`)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
@@ -35,7 +36,7 @@ def save_checkpoint(root, step: int, models: dict, optimizer=None, state: dict |
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for old in list_checkpoints(root)[:-keep]:
+    for old in list_checkpoints(root)[:-keep] if keep else []:
         shutil.rmtree(old)
     return final
 

@@ -96,11 +96,13 @@ def true_scenes(identity, specs, seed: int) -> torch.Tensor:
 
 def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scale: float = 1.0,
              progress: bool = True, oracle=None, finetune_steps: int = 100, cache_timestep: int = 1,
-             cache_prompt: str = "", sdedit: float | None = None, yardsticks: bool = True) -> tuple[dict, list[dict]]:
+             cache_prompt: str = "", sdedit: float | None = None,
+             yardsticks: bool | dict = True) -> tuple[dict, list[dict]]:
     """Generate the protocol's images with `method` on `dc` (a DreamCachePipeline); score them.
 
     `sdedit` in (0, 1]: start from the true scenes re-noised to that share of the schedule.
-    `yardsticks`: also measure text-only and the VAE ceiling on this protocol for `identity_gain`."""
+    `yardsticks`: True measures text-only and the VAE ceiling on this protocol for `identity_gain`;
+    a dict from `measure_yardsticks` reuses them; False leaves the gain out."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     if sdedit is not None and method in ("reference-only", "finetune"):
@@ -135,22 +137,28 @@ def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scal
                    subject_chance=oracle_lib.SUBJECT_CHANCE, text_scale=text_scale,
                    ref_scale=ref_scale if method == "dreamcache" else None, steps=proto.steps,
                    cache_timestep=cache_timestep, cache_prompt=cache_prompt, sdedit=sdedit)
+    if yardsticks is True:
+        text_only = method == "text" and sdedit is None  # its own yardstick
+        yardsticks = (dict(text_subject_fidelity=summary["subject_fidelity"],
+                           vae_subject_fidelity=vae_ceiling(dc, proto, oracle)) if text_only
+                      else measure_yardsticks(dc, proto, oracle, text_scale))
     if yardsticks:
-        summary.update(identity_yardsticks(summary, dc, proto, oracle, text_scale, method, sdedit))
+        summary.update(gain_columns(summary["subject_fidelity"], yardsticks))
     return summary, rows
 
 
-def identity_yardsticks(summary: dict, dc, proto: Protocol, oracle, text_scale: float, method: str,
-                        sdedit: float | None) -> dict:
-    """Text-only's and the VAE ceiling's subject fidelity on this protocol, and `identity_gain`."""
-    if method == "text" and sdedit is None:
-        text = summary["subject_fidelity"]
-    else:
-        text = evaluate("text", dc, proto, text_scale, progress=False, oracle=oracle, yardsticks=False)[0][
-            "subject_fidelity"]
-    vae = vae_ceiling(dc, proto, oracle)
-    return dict(text_subject_fidelity=text, vae_subject_fidelity=vae,
-                identity_gain=identity_gain(summary["subject_fidelity"], text, vae))
+def measure_yardsticks(dc, proto: Protocol, oracle, text_scale: float = 5.0) -> dict:
+    """Text-only's and the VAE ceiling's subject fidelity on `proto`: measure once, pass to every
+    `evaluate` of the same protocol (`yardsticks=`)."""
+    oracle = oracle or oracle_lib.Oracle.load()
+    text = evaluate("text", dc, proto, text_scale, progress=False, oracle=oracle, yardsticks=False)[0]
+    return dict(text_subject_fidelity=text["subject_fidelity"], vae_subject_fidelity=vae_ceiling(dc, proto, oracle))
+
+
+def gain_columns(subject: float, yardsticks: dict) -> dict:
+    """The yardstick columns of every table, `identity_gain` among them."""
+    return {**yardsticks, "identity_gain": identity_gain(subject, yardsticks["text_subject_fidelity"],
+                                                         yardsticks["vae_subject_fidelity"])}
 
 
 def identity_gain(subject: float, text: float, vae: float) -> float | None:
@@ -215,8 +223,10 @@ def _nanmean(values) -> float | None:
 def guidance_sweep(dc, proto: Protocol, ref_scales, text_scale: float = 5.0, oracle=None,
                    progress: bool = True) -> list[dict]:
     """DreamCache's subject-vs-prompt trade-off: the toy bench at each reference guidance scale."""
+    oracle = oracle or oracle_lib.Oracle.load()
+    yardsticks = measure_yardsticks(dc, proto, oracle, text_scale)
     return [evaluate("dreamcache", dc, proto, text_scale=text_scale, ref_scale=s, oracle=oracle,
-                     progress=progress)[0] for s in ref_scales]
+                     progress=progress, yardsticks=yardsticks)[0] for s in ref_scales]
 
 
 def caching_ablation(dc, proto: Protocol, timesteps=(1, 150, 300), prompts=("", "a {}"), oracle=None,
@@ -227,7 +237,10 @@ def caching_ablation(dc, proto: Protocol, timesteps=(1, 150, 300), prompts=("", 
     """
     settings = [dict(cache_timestep=t, cache_prompt="") for t in timesteps]
     settings += [dict(cache_timestep=1, cache_prompt=p) for p in prompts if p]
-    return [evaluate("dreamcache", dc, proto, oracle=oracle, progress=progress, **s, **kwargs)[0] for s in settings]
+    oracle = oracle or oracle_lib.Oracle.load()
+    yardsticks = measure_yardsticks(dc, proto, oracle)
+    return [evaluate("dreamcache", dc, proto, oracle=oracle, progress=progress, yardsticks=yardsticks, **s,
+                     **kwargs)[0] for s in settings]
 
 
 TABLE_COLUMNS = ("method", "subject_fidelity", "identity_gain", "embedding_cosine", "prompt_fidelity", "class_accuracy",

@@ -72,10 +72,11 @@ if __name__ == "__main__":
     parser.add_argument("figure", choices=["text", "compare"])
     parser.add_argument("--text-scale", type=float, default=5.0)
     parser.add_argument("--ref-scale", type=float, default=1.0)
+    parser.add_argument("--backbone", default="tiny", help="tiny (shipped) or a pipeline folder")
     parser.add_argument("--adapters", default=str(TINY_ADAPTERS), help="for compare (default: the shipped ones)")
     args = parser.parse_args()
     adapters = args.adapters if args.figure == "compare" else None
-    dc = DreamCachePipeline.from_pretrained(load_pipeline("tiny"), adapters)
+    dc = DreamCachePipeline.from_pretrained(load_pipeline(args.backbone), adapters)
     if args.figure == "text":
         text_only_grid(dc, text_scale=args.text_scale)
     else:

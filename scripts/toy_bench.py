@@ -21,7 +21,8 @@ import torch
 
 from dreamcache_lite.cli import TINY_ADAPTERS
 from dreamcache_lite.backbones import load_pipeline
-from dreamcache_lite.evaluation import METHODS, TABLE_COLUMNS, evaluate, markdown_table, protocol, tradeoff_figure
+from dreamcache_lite.evaluation import (METHODS, TABLE_COLUMNS, evaluate, markdown_table, measure_yardsticks,
+                                       protocol, tradeoff_figure)
 from dreamcache_lite.oracle import SUBJECT_PARTS, Oracle
 from dreamcache_lite.pipeline import DreamCachePipeline
 
@@ -35,10 +36,12 @@ def run(args, out: Path) -> None:
     proto = protocol(seeds=args.seeds, identities=args.identities, steps=args.steps)
     oracle = Oracle.load(args.oracle).to(args.device)
     out.mkdir(parents=True, exist_ok=True)
+    # the yardsticks of identity_gain, measured once for every method of the run
+    yardsticks = measure_yardsticks(dc, proto, oracle, args.text_scale)  # once for every method of the run
     for method in args.methods:
         start = time.time()
         summary, _ = evaluate(method, dc, proto, text_scale=args.text_scale, ref_scale=args.ref_scale,
-                              oracle=oracle, finetune_steps=args.finetune_steps)
+                              oracle=oracle, finetune_steps=args.finetune_steps, yardsticks=yardsticks)
         summary.update(command="python " + " ".join(sys.argv), wall_seconds=round(time.time() - start, 1),
                        threads=args.threads, device=args.device, seeds=len(proto.seeds),
                        identities=len(proto.identities))

@@ -1,5 +1,7 @@
 """Pair sources: the authors' folder layout with bad samples, and the copy task."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -34,7 +36,9 @@ def test_bad_samples_are_skipped_the_same_way_in_every_process_and_after_a_resum
         history = [walked.batch(step, 4) for step in range(6)]
     fresh = FolderPairs(root, resolution=32)  # a resumed run or another DataLoader worker
     for step in (5, 3):
-        batch = fresh.batch(step, 4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the fresh reader names the bad files once more
+            batch = fresh.batch(step, 4)
         assert torch.equal(batch["target"], history[step]["target"])
         assert batch["caption"] == history[step]["caption"]
     assert len(walked.names) == 6 and sorted(walked.skipped) == ["s01", "s04"]

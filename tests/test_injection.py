@@ -1,4 +1,5 @@
-"""Issue 5: the spatial-sum injection variant (the paper's ablation) beside the default spatial concat."""
+"""Adapter variants: the spatial-sum injection (the paper's ablation) and the cosine reference attention
+(this package's option) beside the defaults; both round-trip through files."""
 
 import pytest
 import torch
@@ -30,16 +31,19 @@ def test_sum_injection_uses_the_reference_once_trained(unet, inputs):
         assert torch.allclose(run(unet, inputs), first, rtol=1e-4, atol=1e-5)
 
 
-def test_injection_round_trips_and_a_mismatch_is_named(unet, tmp_path):
-    adapters = DreamCacheAdapters(unet, "paper", injection="sum", init="paper")
-    adapters.save(tmp_path / "sum.safetensors")
+@pytest.mark.parametrize("option, value, named, bad", [("injection", "sum", "'sum' injection", "product"),
+                                                     ("attention", "cosine", "'cosine' reference attention", "dot")])
+def test_options_round_trip_and_a_mismatch_is_named(unet, tmp_path, option, value, named, bad):
+    adapters = DreamCacheAdapters(unet, "paper", init="paper", **{option: value})
+    adapters.save(tmp_path / "adapters.safetensors")
     adapters.uninstall()
-    loaded = DreamCacheAdapters.from_file(unet, tmp_path / "sum.safetensors")
-    assert loaded.injection == "sum"
+    loaded = DreamCacheAdapters.from_file(unet, tmp_path / "adapters.safetensors")
+    assert getattr(loaded, option) == value
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), adapters.state_dict().values()))
     loaded.uninstall()
-    concat = DreamCacheAdapters(unet, "paper")
-    with pytest.raises(ValueError, match="'sum' injection"):
-        concat.load_weights(tmp_path / "sum.safetensors")
-    with pytest.raises(ValueError, match="unknown injection"):
-        DreamCacheAdapters(unet, "paper", injection="product")
+    default = DreamCacheAdapters(unet, "paper")
+    with pytest.raises(ValueError, match=named):
+        default.load_weights(tmp_path / "adapters.safetensors")
+    default.uninstall()
+    with pytest.raises(ValueError, match=f"unknown {'injection' if option == 'injection' else 'reference attention'}"):
+        DreamCacheAdapters(unet, "paper", **{option: bad})

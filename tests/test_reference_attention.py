@@ -37,22 +37,6 @@ def test_cosine_attention_precomputed_keys_match_and_the_scale_learns(unet, inpu
     assert all(proc.attn_mem.logit_scale.grad is not None for proc in adapters.processors.values())
 
 
-def test_attention_round_trips_and_a_mismatch_is_named(unet, tmp_path):
-    adapters = DreamCacheAdapters(unet, "paper", init="paper", attention="cosine")
-    adapters.save(tmp_path / "cosine.safetensors")
-    adapters.uninstall()
-    loaded = DreamCacheAdapters.from_file(unet, tmp_path / "cosine.safetensors")
-    assert loaded.attention == "cosine"
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), adapters.state_dict().values()))
-    loaded.uninstall()
-    paper = DreamCacheAdapters(unet, "paper")
-    with pytest.raises(ValueError, match="'cosine' reference attention"):
-        paper.load_weights(tmp_path / "cosine.safetensors")
-    paper.uninstall()
-    with pytest.raises(ValueError, match="unknown reference attention"):
-        DreamCacheAdapters(unet, "paper", attention="dot")
-
-
 def test_cosine_attention_finds_the_own_token_when_the_reference_is_the_input(unet):
     """The copy task at t = 1: each query's strongest key is its own position from step 0 (with the
     paper's random start it is anyone's guess: the keys live before the block's `proj_in`)."""

@@ -31,12 +31,12 @@ def test_report_writes_table_csv_and_figure(tmp_path):
     for method, subject, prompt in [("text", 0.21, 0.9), ("dreamcache", 0.7, 0.88)]:
         result = summary(method, subject, prompt)
         if method == "dreamcache":  # a result with the newer per-attribute fields beside an older one
-            result.update(subject_by_attribute=per_attribute, cache_bytes=1234)
+            result.update(subject_by_attribute=per_attribute, cache_bytes=1234, identity_gain=0.6)
         (out / f"{method}.json").write_text(json.dumps(result))
     bench.report(out)
     table = (tmp_path / "figures" / "toy_bench.md").read_text()
-    assert "| text | 0.210 |" in table and "| dreamcache | 0.700 |" in table
-    assert "| dreamcache | 0.500 | 0.750 | - | 0.250 |" in table and "| text | - | - | - | - |" in table
+    assert "| text | 0.210 | - |" in table and "| dreamcache | 0.700 | 0.600 |" in table  # older results: no gain
+    assert "| dreamcache | 0.500 | - | - | 0.750 | - | 0.250 |" in table and "| text | - | - | - | - | - | - |" in table
     assert "python scripts/toy_bench.py --seeds 1" in table
     rows = (tmp_path / "figures" / "toy_bench.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("method,subject_fidelity") and "subject_glyph" in rows[0]

@@ -140,3 +140,14 @@ def test_subject_weight_reweights_only_where_the_subject_is():
     plain = loss(batch)
     assert loss({**batch, "mask": torch.zeros_like(batch["mask"])}, subject_weight=4.0) == pytest.approx(plain)
     assert loss(batch, subject_weight=4.0) != pytest.approx(plain, rel=1e-3)
+
+
+def test_checkpoints_keep_the_newest_or_all(tmp_path):
+    from dreamcache_lite.checkpoints import save_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path / "all", step, {"m": model}, keep=0)
+        save_checkpoint(tmp_path / "two", step, {"m": model}, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path / "all")] == ["step-000001", "step-000002", "step-000003"]
+    assert [p.name for p in list_checkpoints(tmp_path / "two")] == ["step-000002", "step-000003"]
