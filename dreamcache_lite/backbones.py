@@ -123,4 +123,6 @@ def load_pipeline(backbone: str = "tiny", device="cpu", dtype=torch.float32):
         raise OSError(f"cannot load backbone {source!r} ({err}); SD weights need the network or a local "
                       "copy: pass a folder path") from err
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device=device, dtype=dtype)
+    if dtype is not None and dtype != pipe.unet.dtype:  # weights load in float32: cast only when asked
+        pipe = pipe.to(dtype=dtype)
+    return pipe.to(device)
