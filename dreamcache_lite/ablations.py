@@ -6,7 +6,8 @@
 
 `layers`, `injection` and `attention` change what is trained, so each value trains its own adapters
 (under `train.out/<layer preset>-<injection>[-<attention>]`, resumable; equal settings share one run)
-before the toy bench; `attention` ("paper" vs this package's "cosine" option) has no paper numbers; `cache_timestep` and `cache_prompt` change only the cache, so they reuse one set of trained
+before the toy bench; `attention` ("paper" vs this package's "cosine" option) has no paper
+numbers; `cache_timestep` and `cache_prompt` change only the cache, so they reuse one set of trained
 adapters (the paper retrained for these; with fixed adapters the rows say how sensitive trained
 adapters are to the caching choice).
 Toy subject / prompt fidelity stand beside the paper's CLIP-I / CLIP-T (SD 1.5): compare trends,

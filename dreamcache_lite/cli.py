@@ -185,9 +185,9 @@ def cmd_train(args) -> int:
     print(f"trained {adapters.num_parameters():,} adapter parameters to step {cfg.steps} "
           f"in {(time.time() - start) / 60:.1f} min this run -> {cfg.out}/adapters.safetensors")
     if cfg.diagnostics_size:
-        report = diagnose(pipe, adapters, make_dataset(cfg.dataset, pipe.unet.config.sample_size * pipe.vae_scale_factor,
-                                                       cfg.seed + 1, describe_p=cfg.describe_p),
-                          size=cfg.diagnostics_size)
+        resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        held_out = make_dataset(cfg.dataset, resolution, cfg.seed + 1, describe_p=cfg.describe_p)  # not trained on
+        report = diagnose(pipe, adapters, held_out, size=cfg.diagnostics_size)
         Path(cfg.out, "diagnostics.json").write_text(json.dumps(report, indent=1))
         print("\n".join(summary_lines(report)))
     if args.export:

@@ -103,7 +103,8 @@ def train_vae(cfg: BackboneConfig):
     if cfg.init_from and cfg.vae_steps == 0:
         return AutoencoderKL.from_pretrained(cfg.init_from, subfolder="vae").to(cfg.device).eval().requires_grad_(False)
     torch.manual_seed(cfg.seed)  # initial weights (all later randomness comes from per-step generators)
-    vae = (AutoencoderKL.from_pretrained(cfg.init_from, subfolder="vae") if cfg.init_from else build_vae()).to(cfg.device)
+    vae = AutoencoderKL.from_pretrained(cfg.init_from, subfolder="vae") if cfg.init_from else build_vae()
+    vae = vae.to(cfg.device)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
     root = Path(cfg.out) / "vae"
     start = _resume(root, {"vae": vae}, opt)

@@ -284,7 +284,8 @@ def metrics(readings: dict, identities, scenes) -> dict:
     sizes = np.array([s.size for s in scenes])
     m["glyph_bit_acc_by_size"] = {z: float(glyph_ok[sizes == z].mean()) for z in tw.SIZES if (sizes == z).any()}
     readable = sizes != "tiny"  # see oracle.TINY_UNREADABLE
-    m["acc_pattern_readable"] = float(np.mean((readings["pattern"] == np.array([t["pattern"] for t in truth]))[readable]))
+    pattern_ok = readings["pattern"] == np.array([t["pattern"] for t in truth])
+    m["acc_pattern_readable"] = float(pattern_ok[readable].mean())
     m["glyph_bit_acc_readable"] = float(glyph_ok[readable].mean())
     for k in ("class", "accessory", "pattern"):  # small subjects are where reading gets hard
         ok = readings[k] == np.array([t[k] for t in truth])
