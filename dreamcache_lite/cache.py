@@ -156,12 +156,15 @@ def capture_block_inputs(unet, names: list[str]):
 @torch.no_grad()
 def cache_features(unet, latents: torch.Tensor, encoder_hidden_states: torch.Tensor, layers="paper", *,
                    timestep: int = 1, scheduler=None, generator: torch.Generator | None = None,
-                   added_cond_kwargs: dict | None = None, prompt: str = "") -> FeatureCache:
+                   added_cond_kwargs: dict | None = None, prompt: str = "",
+                   noise: torch.Tensor | None = None) -> FeatureCache:
     """Run the frozen UNet once on `latents` noised to `timestep`; return the selected block inputs.
 
     latents: (B, C, h, w) VAE latents of B references (already scaled by the VAE factor).
     encoder_hidden_states: the text embedding used while caching, (1 or B, L, D) — the
         paper uses the empty prompt; `prompt` records which one it was.
+    noise: the noise to add (drawn from `generator` when None); training passes noise drawn for the
+        whole global batch so that a shard of it sees what one process would.
     """
     if latents.ndim != 4:
         raise ValueError(f"reference latents must be (B, C, h, w), got shape {tuple(latents.shape)}")
@@ -171,9 +174,10 @@ def cache_features(unet, latents: torch.Tensor, encoder_hidden_states: torch.Ten
     scheduler = scheduler or sd_noise_schedule()
     batch = latents.shape[0]
     t = torch.full((batch,), int(timestep), dtype=torch.long, device=latents.device)
-    noise_device = generator.device if generator is not None else latents.device
-    noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype, device=noise_device)
-    noise = noise.to(latents.device)
+    if noise is None:
+        noise_device = generator.device if generator is not None else latents.device
+        noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype, device=noise_device)
+    noise = noise.to(latents.device, latents.dtype)
     noisy = scheduler.add_noise(latents, noise, t) if latents.device.type != "meta" else latents
     if encoder_hidden_states.shape[0] != batch:
         encoder_hidden_states = encoder_hidden_states.expand(batch, *encoder_hidden_states.shape[1:])

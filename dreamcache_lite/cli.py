@@ -180,6 +180,10 @@ def cmd_train(args) -> int:
     start = time.time()
     pipe = load_pipeline(cfg.backbone)
     adapters = train_adapters(cfg, pipe=pipe, resume=not args.restart)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under `accelerate launch`: one process reports
+        return 0
     steps, losses = read_loss_log(cfg.out)
     loss_curve(steps, losses, f"{cfg.out}/loss.png", title="adapter training loss")
     print(f"trained {adapters.num_parameters():,} adapter parameters to step {cfg.steps} "

@@ -132,8 +132,3 @@ def make_dataset(source: str, resolution: int, seed: int = 0, on_error: str = "s
     if source == "toyworld":
         return ToyPairs(seed, n_identities, describe_p)
     return FolderPairs(source, resolution, seed, on_error)
-
-
-def caption_dropout(captions: list[str], p: float, generator: torch.Generator) -> list[str]:
-    drop = torch.rand(len(captions), generator=generator) < p
-    return ["" if d else c for c, d in zip(captions, drop)]

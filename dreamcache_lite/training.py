@@ -11,6 +11,7 @@ exactly the weights of an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,7 @@ from .adapters import DreamCacheAdapters
 from .backbones import load_pipeline
 from .cache import cache_features
 from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
-from .datasets import CopyPairs, StepBatches, caption_dropout, make_dataset
+from .datasets import CopyPairs, StepBatches, make_dataset
 from .pipeline import DreamCachePipeline
 
 
@@ -70,7 +71,7 @@ def _generator(cfg: TrainConfig, step: int, micro: int) -> torch.Generator:
 
 
 def encode_batch(pipe, adapters: DreamCacheAdapters, batch: dict, captions: list[str], noise_schedule,
-                 gen: torch.Generator, cache_timestep: int = 1):
+                 gen: torch.Generator, cache_timestep: int = 1, cache_noise: torch.Tensor | None = None):
     """The frozen half of a training step: caption embeddings, target latents and the references' cache,
     encoded exactly as generation encodes them (no grad)."""
     frozen = DreamCachePipeline(pipe)
@@ -78,25 +79,49 @@ def encode_batch(pipe, adapters: DreamCacheAdapters, batch: dict, captions: list
     target = frozen.encode_images(batch["target"])
     cache = cache_features(pipe.unet, frozen.encode_images(batch["reference"]), frozen.encode_text([""]),
                            layers=[i.name for i in adapters.layers], timestep=cache_timestep,
-                           scheduler=noise_schedule, generator=gen)
+                           scheduler=noise_schedule, generator=gen, noise=cache_noise)
     return text, target, cache
 
 
+def draw_randomness(pipe, batch: dict, cfg: TrainConfig, gen: torch.Generator, num_train_timesteps: int) -> dict:
+    """Every random number of one micro-batch, drawn for all rows of the global batch in one fixed order.
+
+    A process that trains on a shard of the rows takes its slice of each, so N processes
+    (`accelerate launch`) see exactly the numbers that one process sees.
+    """
+    n, (height, width) = len(batch["caption"]), batch["target"].shape[-2:]
+    latent = (n, pipe.vae.config.latent_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    return {"caption_drop": torch.rand(n, generator=gen) < cfg.caption_dropout,
+            "cache_noise": torch.randn(latent, generator=gen),
+            "reference_drop": torch.rand(n, generator=gen) < cfg.reference_dropout,
+            "noise": torch.randn(latent, generator=gen),
+            "t": torch.randint(0, num_train_timesteps, (n,), generator=gen)}
+
+
+def shard_rows(batch_size: int, accelerator) -> slice:
+    """This process's contiguous share of the global batch's rows."""
+    per = batch_size // accelerator.num_processes
+    return slice(accelerator.process_index * per, (accelerator.process_index + 1) * per)
+
+
 def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: TrainConfig, gen: torch.Generator,
-                  noise_schedule: DDPMScheduler):
-    """The eps-prediction loss of one micro-batch, the UNet attending to the batch's own references.
+                  noise_schedule: DDPMScheduler, rows: slice = slice(None)):
+    """The eps-prediction loss of the micro-batch's `rows`, the UNet attending to their own references.
 
     `unet` is the (possibly accelerate-wrapped) trainable UNet; caching uses the bare `pipe.unet`.
+    The random numbers are drawn for the whole batch first, then sliced to `rows`.
     """
-    n = len(batch["caption"])
-    captions = caption_dropout(batch["caption"], cfg.caption_dropout, gen)
-    text, target, cache = encode_batch(pipe, adapters, batch, captions, noise_schedule, gen, cfg.cache_timestep)
-    rows = torch.arange(n)
-    rows[torch.rand(n, generator=gen) < cfg.reference_dropout] = -1
-    noise = torch.randn(target.shape, generator=gen).to(target.device)
-    t = torch.randint(0, noise_schedule.config.num_train_timesteps, (n,), generator=gen).to(target.device)
+    draws = draw_randomness(pipe, batch, cfg, gen, noise_schedule.config.num_train_timesteps)
+    batch = {k: v[rows] for k, v in batch.items()}
+    draws = {k: v[rows] for k, v in draws.items()}
+    captions = ["" if drop else c for c, drop in zip(batch["caption"], draws["caption_drop"])]
+    text, target, cache = encode_batch(pipe, adapters, batch, captions, noise_schedule, gen, cfg.cache_timestep,
+                                       cache_noise=draws["cache_noise"])
+    reference_rows = torch.arange(len(captions))
+    reference_rows[draws["reference_drop"]] = -1
+    noise, t = draws["noise"].to(target.device), draws["t"].to(target.device)
     noisy = noise_schedule.add_noise(target, noise, t)
-    with adapters.reference(cache, rows=rows):
+    with adapters.reference(cache, rows=reference_rows):
         pred = unet(noisy, t, encoder_hidden_states=text).sample
     squared = F.mse_loss(pred.float(), noise.float(), reduction="none")
     if cfg.subject_weight:  # the subject is a small share of the pixels; its detail is what the reference adds
@@ -116,24 +141,32 @@ def _learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
 
 
-def _resume(cfg: TrainConfig, adapters, optimizer) -> int:
+def _resume(cfg: TrainConfig, adapters, optimizer, truncate: bool = True) -> int:
     checkpoints = list_checkpoints(Path(cfg.out) / "checkpoints")
     if not checkpoints:
         return 0
     state = load_checkpoint(checkpoints[-1], {"adapters": adapters}, optimizer)
-    truncate_log(Path(cfg.out) / "loss.jsonl", state["step"])
+    if truncate:  # only one process edits the log
+        truncate_log(Path(cfg.out) / "loss.jsonl", state["step"])
     return state["step"]
 
 
 def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: bool = True) -> DreamCacheAdapters:
     """Train (or continue training) adapters; returns them installed on `pipe.unet`."""
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+    if cfg.batch_size % accelerator.num_processes:
+        raise ValueError(f"batch size {cfg.batch_size} does not split evenly over {accelerator.num_processes} "
+                         "processes: pass a multiple of the process count (the batch size is the global batch)")
+    rows = shard_rows(cfg.batch_size, accelerator)
+    main = accelerator.is_main_process
     pipe = pipe or load_pipeline(cfg.backbone, device=accelerator.device)
     noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)  # the pipeline keeps its sampler
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False).eval()
-    adapters = DreamCacheAdapters(pipe.unet, cfg.layers, init=cfg.init, injection=cfg.injection,
-                                  attention=cfg.attention)
+    with torch.random.fork_rng():  # the initial weights follow cfg.seed, the caller's RNG is left alone
+        torch.manual_seed(cfg.seed)
+        adapters = DreamCacheAdapters(pipe.unet, cfg.layers, init=cfg.init, injection=cfg.injection,
+                                      attention=cfg.attention)
     for p in adapters.parameters():
         p.requires_grad_(True)
     if cfg.gradient_checkpointing:
@@ -141,9 +174,11 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
     optimizer = torch.optim.AdamW(adapters.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     unet, optimizer = accelerator.prepare(pipe.unet, optimizer)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    start = _resume(cfg, adapters, optimizer) if resume else 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    start = _resume(cfg, adapters, optimizer, truncate=main) if resume else 0
+    accelerator.wait_for_everyone()  # the log is truncated before anyone appends to it
     dataset = make_dataset(cfg.dataset, pipe.unet.config.sample_size * pipe.vae_scale_factor, cfg.seed,
                            cfg.on_bad_sample, cfg.n_identities, cfg.describe_p)
     if cfg.copy_task:
@@ -152,9 +187,9 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
         StepBatches(dataset, cfg.batch_size, start * cfg.grad_accum, cfg.steps * cfg.grad_accum),
         batch_size=None, num_workers=cfg.workers))
     began = time.time()
-    with open(out / "loss.jsonl", "a") as log:
+    with open(out / "loss.jsonl", "a") if main else contextlib.nullcontext() as log:
         for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="adapters",
-                         disable=not progress):
+                         disable=not (progress and main)):
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(cfg, step)
             total = 0.0
@@ -162,23 +197,31 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
                 with accelerator.accumulate(unet):
                     batch = next(loader)  # batch number step * grad_accum + micro
                     loss = training_loss(pipe, unet, adapters, batch, cfg, _generator(cfg, step, micro),
-                                         noise_schedule)
+                                         noise_schedule, rows)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss is {loss.item()} at step {step}: training stopped; "
                                                  f"the last checkpoint in {out / 'checkpoints'} is intact")
+                    if not loss.requires_grad and accelerator.num_processes > 1:
+                        # reference dropout removed every row of this shard; the other processes
+                        # still wait for this one's (zero) gradients
+                        loss = loss + sum(0.0 * p.sum() for p in adapters.parameters())
                     if loss.requires_grad:  # False when reference dropout removed every row of the batch
                         accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(list(adapters.parameters()), cfg.max_grad_norm)
                     optimizer.step()
                     optimizer.zero_grad()
-                total += loss.item() / cfg.grad_accum
+                total += accelerator.reduce(loss.detach(), "mean").item() / cfg.grad_accum
+            if not main:
+                continue
             log.write(json.dumps({"step": step + 1, "loss": total, "seconds": round(time.time() - began, 2)}) + "\n")
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 log.flush()
                 save_checkpoint(out / "checkpoints", step + 1, {"adapters": adapters}, optimizer,
                                 {"loss": total}, keep=cfg.keep_checkpoints)
-    adapters.save(out / "adapters.safetensors", extra={"config": asdict(cfg), "steps": cfg.steps})
+    if main:
+        adapters.save(out / "adapters.safetensors", extra={"config": asdict(cfg), "steps": cfg.steps})
+    accelerator.wait_for_everyone()
     return adapters
 
 
