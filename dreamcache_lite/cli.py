@@ -119,7 +119,10 @@ def _pipeline(args):
     adapters = getattr(args, "adapters", None)
     if adapters is None and args.backbone == "tiny" and TINY_ADAPTERS.is_file():
         adapters = TINY_ADAPTERS
-    return DreamCachePipeline.from_pretrained(load_pipeline(args.backbone), adapters)
+    import torch
+
+    pipe = load_pipeline(args.backbone, device=args.device, dtype=getattr(torch, args.dtype))
+    return DreamCachePipeline.from_pretrained(pipe, adapters)
 
 
 def cmd_cache(args) -> int:
@@ -271,9 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_inspect)
 
-    def backbone_options(p):
+    def backbone_options(p, placement=True):
         p.add_argument("--backbone", default="tiny", help="tiny (shipped), sd15, sd21, or a pipeline folder")
         p.add_argument("--adapters", default=None, help="adapter safetensors (default: the shipped ones for tiny)")
+        if not placement:  # the command has its own --device
+            return
+        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
+        p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                       help="weights and activations; caches and adapters are cast to it once")
 
     def generation_options(p):
         p.add_argument("--steps", type=int, default=25, help="DDIM steps")
@@ -358,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--token", default="", help="word before the class noun, for fine-tuned methods (e.g. sks)")
     q.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     q.add_argument("--fp16", action="store_true", help="half precision (GPU)")
-    backbone_options(q)
+    backbone_options(q, placement=False)
     generation_options(q)
     q.set_defaults(func=cmd_dreambench, steps=50, text_scale=7.5, ref_scale=0.4)  # the paper's benchmark settings
     q = actions.add_parser("score", help="DINO, CLIP-I, CLIP-T of generated images (one JSON object)")
