@@ -105,11 +105,13 @@ def shard_rows(batch_size: int, accelerator) -> slice:
 
 
 def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: TrainConfig, gen: torch.Generator,
-                  noise_schedule: DDPMScheduler, rows: slice = slice(None)):
+                  noise_schedule: DDPMScheduler, rows: slice = slice(None), backward=None):
     """The eps-prediction loss of the micro-batch's `rows`, the UNet attending to their own references.
 
     `unet` is the (possibly accelerate-wrapped) trainable UNet; caching uses the bare `pipe.unet`.
     The random numbers are drawn for the whole batch first, then sliced to `rows`.
+    `backward(loss)`, when given, runs while the references are still active: with gradient
+    checkpointing the backward pass re-runs the blocks, and their adapters must see the same cache.
     """
     draws = draw_randomness(pipe, batch, cfg, gen, noise_schedule.config.num_train_timesteps)
     batch = {k: v[rows] for k, v in batch.items()}
@@ -123,9 +125,16 @@ def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: Tr
     noisy = noise_schedule.add_noise(target, noise, t)
     with adapters.reference(cache, rows=reference_rows):
         pred = unet(noisy, t, encoder_hidden_states=text).sample
+        loss = _denoising_loss(pred, noise, t, batch["mask"], cfg, noise_schedule)
+        if backward is not None:
+            backward(loss)
+    return loss
+
+
+def _denoising_loss(pred, noise, t, mask, cfg: TrainConfig, noise_schedule) -> torch.Tensor:
     squared = F.mse_loss(pred.float(), noise.float(), reduction="none")
     if cfg.subject_weight:  # the subject is a small share of the pixels; its detail is what the reference adds
-        mask = F.interpolate(batch["mask"].to(squared.device), size=squared.shape[-2:], mode="area")
+        mask = F.interpolate(mask.to(squared.device), size=squared.shape[-2:], mode="area")
         weight = 1 + cfg.subject_weight * mask
         per_sample = (squared * weight).mean(dim=(1, 2, 3)) / weight.mean(dim=(1, 2, 3))
     else:
@@ -186,6 +195,14 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
     loader = iter(torch.utils.data.DataLoader(
         StepBatches(dataset, cfg.batch_size, start * cfg.grad_accum, cfg.steps * cfg.grad_accum),
         batch_size=None, num_workers=cfg.workers))
+    def backward(loss):
+        if not loss.requires_grad and accelerator.num_processes > 1:
+            # reference dropout removed every row of this shard; the other processes still wait
+            # for this one's (zero) gradients
+            loss = loss + sum(0.0 * p.sum() for p in adapters.parameters())
+        if loss.requires_grad and torch.isfinite(loss):  # no grad: reference dropout removed every row
+            accelerator.backward(loss)
+
     began = time.time()
     with open(out / "loss.jsonl", "a") if main else contextlib.nullcontext() as log:
         for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="adapters",
@@ -197,16 +214,10 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
                 with accelerator.accumulate(unet):
                     batch = next(loader)  # batch number step * grad_accum + micro
                     loss = training_loss(pipe, unet, adapters, batch, cfg, _generator(cfg, step, micro),
-                                         noise_schedule, rows)
+                                         noise_schedule, rows, backward=backward)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss is {loss.item()} at step {step}: training stopped; "
                                                  f"the last checkpoint in {out / 'checkpoints'} is intact")
-                    if not loss.requires_grad and accelerator.num_processes > 1:
-                        # reference dropout removed every row of this shard; the other processes
-                        # still wait for this one's (zero) gradients
-                        loss = loss + sum(0.0 * p.sum() for p in adapters.parameters())
-                    if loss.requires_grad:  # False when reference dropout removed every row of the batch
-                        accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(list(adapters.parameters()), cfg.max_grad_norm)
                     optimizer.step()

@@ -151,3 +151,29 @@ def test_checkpoints_keep_the_newest_or_all(tmp_path):
         save_checkpoint(tmp_path / "two", step, {"m": model}, keep=2)
     assert [p.name for p in list_checkpoints(tmp_path / "all")] == ["step-000001", "step-000002", "step-000003"]
     assert [p.name for p in list_checkpoints(tmp_path / "two")] == ["step-000002", "step-000003"]
+
+
+def test_gradient_checkpointing_trains_the_same_adapters(tmp_path):
+    """The backward pass re-runs checkpointed blocks: their adapters must still see the references."""
+    plain = train_adapters(small_config(tmp_path / "a", steps=2), pipe=random_tiny_pipeline(), progress=False)
+    checkpointed = train_adapters(small_config(tmp_path / "b", steps=2, gradient_checkpointing=True),
+                                  pipe=random_tiny_pipeline(), progress=False)
+    a, b = plain.state_dict(), checkpointed.state_dict()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
+
+
+def test_bf16_mixed_precision_trains(tmp_path):
+    """Its own process: accelerate fixes the precision once per process."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    done = subprocess.run([sys.executable, "-m", "dreamcache_lite.cli", "train", "--steps", "2", "--batch-size", "2",
+                           "--diagnostics-size", "0", "--mixed-precision", "bf16", "--out", str(tmp_path)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    weights = load_file(tmp_path / "adapters.safetensors")
+    assert all(torch.isfinite(v).all() and v.dtype == torch.float32 for v in weights.values())
+    assert all(loss > 0 for loss in read_loss_log(tmp_path)[1])
