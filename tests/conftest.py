@@ -39,6 +39,6 @@ def inputs():
 
 def random_tiny_pipeline(seed: int = 0):
     """The embedded backbone's architecture with random weights: for tests that need a whole pipeline."""
-    from dreamcache_lite.tiny_backbone import random_pipeline
+    from dreamcache_lite.lab.tiny_backbone import random_pipeline
 
     return random_pipeline(seed)

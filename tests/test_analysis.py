@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from conftest import make_unet, random_tiny_pipeline
-from dreamcache_lite import analysis as an
-from dreamcache_lite import exercises as ex
-from dreamcache_lite import toyworld as tw
 from dreamcache_lite.cache import capture_block_inputs
+from dreamcache_lite.encoders import encode_references
+from dreamcache_lite.lab import toyworld as tw
 from dreamcache_lite.layers import list_transformers
+from dreamcache_lite.teach import analysis as an
+from dreamcache_lite.teach import exercises as ex
 
 
 def clusters(n_classes=5, per_class=10, dim=16, spread=0.1, seed=0):
@@ -119,7 +120,7 @@ def test_reference_features_shapes_and_determinism(pipe):
     infos = {i.name: i for i in list_transformers(pipe.unet)}
     assert set(feats) == set(infos)
     assert all(feats[n].shape == (3, infos[n].channels) for n in feats)
-    latents = an.encode_references(pipe, images)
+    latents = encode_references(pipe, images)
     again = an.reference_features(pipe, layers="all", timestep=1, latents=latents)
     assert all(np.array_equal(feats[n], again[n]) for n in feats)
     later = an.reference_features(pipe, layers="all", timestep=600, latents=latents)
@@ -144,7 +145,7 @@ def test_layer_timestep_sweep(pipe):
 
 # -- exercise checkers -------------------------------------------------------------------------------
 def verdict(exercise, answer, **context):
-    return ex.evaluate(exercise, answer, **context)
+    return ex.verdict(exercise, answer, **context)
 
 
 def test_fast_mode_switch(monkeypatch):

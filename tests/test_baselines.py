@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from conftest import random_tiny_pipeline
-from dreamcache_lite.baselines import IDENTIFIER, dreambooth, generate_reference_only
+from dreamcache_lite.lab.baselines import IDENTIFIER, dreambooth, generate_reference_only
 from dreamcache_lite.pipeline import DreamCachePipeline
 
 

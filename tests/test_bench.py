@@ -1,6 +1,6 @@
 """The benchmark's UNet cost ratios run end to end (on the tiny architecture: seconds)."""
 
-from dreamcache_lite.bench import _unet_costs, bench_unet, expected_mac_ratio
+from dreamcache_lite.lab.bench import _unet_costs, bench_unet, expected_mac_ratio
 
 
 def test_unet_cost_ratios_on_the_tiny_architecture(monkeypatch):
@@ -26,7 +26,7 @@ def test_expected_arithmetic_on_sd15_is_a_few_percent():
 
 
 def test_tiny_section_times_all_three_methods_before_the_weights_ship(monkeypatch):
-    import dreamcache_lite.bench as bench
+    import dreamcache_lite.lab.bench as bench
 
     monkeypatch.setattr(bench, "bench_tiny", lambda dc: {"adapters": dc.adapters.num_parameters()})
     out = bench.run(sections=("tiny",))
@@ -36,7 +36,7 @@ def test_tiny_section_times_all_three_methods_before_the_weights_ship(monkeypatc
 def test_bench_tiny_reports_reference_only(monkeypatch):
     from conftest import random_tiny_pipeline
     from dreamcache_lite.adapters import DreamCacheAdapters
-    from dreamcache_lite.bench import bench_tiny
+    from dreamcache_lite.lab.bench import bench_tiny
     from dreamcache_lite.pipeline import DreamCachePipeline
 
     pipe = random_tiny_pipeline()

@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 
 from conftest import random_tiny_pipeline
-from dreamcache_lite import dreambench as db
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.cli import main
+from dreamcache_lite.lab import dreambench as db
 
 # The released prompts_and_classes.txt format (headers, CSV classes, Python-style prompt lines), abridged.
 PROMPTS_AND_CLASSES = """Classes

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from conftest import random_tiny_pipeline
-from dreamcache_lite import toyworld as tw
+from dreamcache_lite.lab import toyworld as tw
 from dreamcache_lite.adapters import DreamCacheAdapters
-from dreamcache_lite.evaluation import Protocol, evaluate
-from dreamcache_lite.oracle import SUBJECT_PARTS, Oracle
-from dreamcache_lite.pipeline import DreamCachePipeline
+from dreamcache_lite.lab.evaluation import Protocol, evaluate
+from dreamcache_lite.lab.oracle import SUBJECT_PARTS, Oracle
+from dreamcache_lite.pipeline import DreamCachePipeline, GenerationConfig
 
 KEYS = {"class_accuracy", "prompt_fidelity", "subject_fidelity", "images", "seconds", "extra_params",
         "setup_seconds", "seconds_per_image"}
@@ -31,8 +31,9 @@ def dc():
 @pytest.mark.parametrize("method", ["text", "text-described", "reference-only", "finetune", "dreamcache"])
 def test_toy_bench_reports_the_contract(dc, oracle, method):
     ids = tw.benchmark_identities()
-    proto = Protocol(identities=[ids[0], ids[6]], seeds=[0, 1], prompts=tw.BENCHMARK_PROMPTS[:2], steps=2)
-    summary, rows = evaluate(method, dc, proto, progress=False, oracle=oracle, finetune_steps=2)
+    proto = Protocol(identities=[ids[0], ids[6]], seeds=[0, 1], prompts=tw.BENCHMARK_PROMPTS[:2])
+    summary, rows = evaluate(method, dc, proto, GenerationConfig(steps=2), progress=False, oracle=oracle,
+                             finetune_steps=2)
     assert KEYS <= set(summary)
     assert summary["images"] == len(rows) == 8
     assert all(0 <= r["subject_fidelity"] <= 1 and 0 <= r["prompt_fidelity"] <= 1 for r in rows)
@@ -46,7 +47,7 @@ def test_toy_bench_reports_the_contract(dc, oracle, method):
 
 
 def test_subject_parts_score_each_detail_and_skip_what_does_not_apply():
-    from dreamcache_lite.oracle import attributes, subject_fidelity, subject_parts
+    from dreamcache_lite.lab.oracle import attributes, subject_fidelity, subject_parts
 
     plain = next(i for i in tw.benchmark_identities() if i.pattern == "plain")
     dotted = next(i for i in tw.benchmark_identities() if i.pattern == "dots")
@@ -68,7 +69,7 @@ def test_subject_parts_score_each_detail_and_skip_what_does_not_apply():
 
 
 def test_colour_score_is_graded():
-    from dreamcache_lite.oracle import colour_score
+    from dreamcache_lite.lab.oracle import colour_score
 
     red = (0.86, 0.12, 0.12)
     assert colour_score(red, red) == 1
@@ -77,7 +78,7 @@ def test_colour_score_is_graded():
 
 
 def test_identity_gain_places_a_method_between_text_and_the_vae():
-    from dreamcache_lite.evaluation import identity_gain
+    from dreamcache_lite.lab.evaluation import identity_gain
 
     assert identity_gain(0.3, 0.3, 0.9) == 0 and identity_gain(0.9, 0.3, 0.9) == 1
     assert identity_gain(0.7, 0.3, 0.8) == pytest.approx(0.8)
@@ -87,14 +88,3 @@ def test_identity_gain_places_a_method_between_text_and_the_vae():
 def test_unknown_method_is_refused(dc, oracle):
     with pytest.raises(ValueError, match="text, text-described, reference-only, finetune, dreamcache"):
         evaluate("magic", dc, Protocol(identities=[], seeds=[0]), progress=False, oracle=oracle)
-
-
-def test_caching_ablation_varies_one_factor_at_a_time(dc, oracle):
-    from dreamcache_lite.evaluation import caching_ablation, markdown_table
-
-    ids = tw.benchmark_identities()
-    proto = Protocol(identities=[ids[0]], seeds=[0], prompts=tw.BENCHMARK_PROMPTS[:1], steps=2)
-    rows = caching_ablation(dc, proto, timesteps=(1, 300), prompts=("", "a {}"), oracle=oracle, progress=False)
-    assert [(r["cache_timestep"], r["cache_prompt"]) for r in rows] == [(1, ""), (300, ""), (1, "a {}")]
-    table = markdown_table(rows, columns=("cache_timestep", "cache_prompt", "subject_fidelity"))
-    assert table.count("\n") == 4 and "| 300 |" in table

@@ -5,7 +5,7 @@ import torch
 
 from conftest import make_unet
 
-from dreamcache_lite import exercises as ex
+from dreamcache_lite.teach import exercises as ex
 
 
 @pytest.fixture
@@ -14,13 +14,13 @@ def not_fast(monkeypatch):
 
 
 def right(name, answer, **context):
-    ok, message = ex.evaluate(name, answer, **context)
+    ok, message = ex.verdict(name, answer, **context)
     assert ok is True, message
     return message
 
 
 def wrong(name, answer, **context):
-    ok, message = ex.evaluate(name, answer, **context)
+    ok, message = ex.verdict(name, answer, **context)
     assert ok is False, message
     return message
 
@@ -30,8 +30,8 @@ def test_solutions_pass_their_checkers():
     for name, context in [("00.unet_calls", {"steps": 25}), ("00.guidance", {}), ("03.params_per_block", {}),
                           ("03.identity_noop", {}), ("03.reference_dropout", {}),
                           ("05.top_token", {"attention": attention}), ("05.glyph_layer", {})]:
-        solution = ex.load_solution(name, **context)
-        assert ex.evaluate(name, solution, **context)[0] is True, name
+        solution = ex.engine.load_solution(name, **context)
+        assert ex.verdict(name, solution, **context)[0] is True, name
 
 
 def test_unet_calls():
@@ -95,5 +95,5 @@ def test_glyph_layer():
 
 def test_unfilled_placeholders_say_not_done(not_fast):
     for name, context in [("00.unet_calls", {"steps": 25}), ("03.identity_noop", {}), ("05.glyph_layer", {})]:
-        ok, message = ex.evaluate(name, ..., **context)
+        ok, message = ex.verdict(name, ..., **context)
         assert ok is None and "not done yet" in message

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from dreamcache_lite import oracle as orc
-from dreamcache_lite import toyworld as tw
+from dreamcache_lite.lab import oracle as orc
+from dreamcache_lite.lab import toyworld as tw
 from dreamcache_lite.manifest import verify_manifest
 
 # a few benchmark prompts of each kind (tiny subjects left out: their glyph cells and pattern stripes

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from dreamcache_lite import toyworld as tw
+from dreamcache_lite.lab import toyworld as tw
 
 
 def test_identity_is_deterministic_and_round_trips_through_json():

@@ -3,7 +3,7 @@
 import torch
 
 from dreamcache_lite.checkpoints import list_checkpoints
-from dreamcache_lite.train_backbone import (BackboneConfig, decayed_learning_rate, random_crop, reconstruction_psnr,
+from dreamcache_lite.lab.train_backbone import (BackboneConfig, decayed_learning_rate, random_crop, reconstruction_psnr,
                                             train_backbone)
 
 

@@ -12,7 +12,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusi
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
-from .backbones import ARCHITECTURES
+from ..backbones import ARCHITECTURES
 from .toyworld import VOCABULARY
 
 SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..images import signed_tensor
+from ..pipeline import GenerationConfig
 from . import oracle as oracle_lib
 from . import toyworld as tw
 from .baselines import dreambooth, generate_reference_only
@@ -35,21 +37,22 @@ TEXT_ONLY = ("text", "text-described")  # images depend on the words alone: gene
 
 @dataclass
 class Protocol:
+    """Which images the bench asks for (how to sample them is a `GenerationConfig`)."""
+
     identities: list
     seeds: list[int]
     prompts: list = None
-    steps: int = 25
 
     def __post_init__(self):
         self.prompts = list(self.prompts or tw.BENCHMARK_PROMPTS)
 
 
-def protocol(fast: bool = False, seeds: int | None = None, identities: int | None = None, steps: int = 25):
+def protocol(fast: bool = False, seeds: int | None = None, identities: int | None = None):
     """Full: 30 identities x 25 prompts x 4 seeds. Fast: 3 identities (3 classes) x 25 prompts x 1 seed."""
     ids = tw.benchmark_identities()
     n_ids = identities or (3 if fast else len(ids))
     n_seeds = seeds or (1 if fast else 4)
-    return Protocol(ids[:n_ids], list(range(n_seeds)), steps=steps)
+    return Protocol(ids[:n_ids], list(range(n_seeds)))
 
 
 def reference_image(identity) -> np.ndarray:
@@ -90,15 +93,14 @@ def extra_parameters(method: str, dc) -> int:
 
 def true_scenes(identity, specs, seed: int) -> torch.Tensor:
     """The benchmark scenes of `identity` as the toy world draws them: (n, 3, 64, 64) in [-1, 1]."""
-    scenes = np.stack([tw.render(identity, tw.benchmark_scene(spec, seed))[0] for spec in specs])
-    return torch.from_numpy(scenes).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return signed_tensor(np.stack([tw.render(identity, tw.benchmark_scene(spec, seed))[0] for spec in specs]))
 
 
-def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scale: float = 1.0,
-             progress: bool = True, oracle=None, finetune_steps: int = 100, cache_timestep: int = 1,
-             cache_prompt: str = "", sdedit: float | None = None,
-             yardsticks: bool | dict = True) -> tuple[dict, list[dict]]:
-    """Generate the protocol's images with `method` on `dc` (a DreamCachePipeline); score them.
+def evaluate(method: str, dc, proto: Protocol, generation: GenerationConfig | None = None, progress: bool = True,
+             oracle=None, finetune_steps: int = 100, cache_timestep: int = 1, cache_prompt: str = "",
+             sdedit: float | None = None, yardsticks: bool | dict = True) -> tuple[dict, list[dict]]:
+    """Generate the protocol's images with `method` on `dc` (a DreamCachePipeline) sampled as
+    `generation` says (default `GenerationConfig()`); score them.
 
     `sdedit` in (0, 1]: start from the true scenes re-noised to that share of the schedule.
     `yardsticks`: True measures text-only and the VAE ceiling on this protocol for `identity_gain`;
@@ -108,6 +110,7 @@ def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scal
     if sdedit is not None and method in ("reference-only", "finetune"):
         raise ValueError(f"--sdedit runs text-only or DreamCache, not {method!r}")
     oracle = oracle or oracle_lib.Oracle.load()
+    generation = generation or GenerationConfig()
     rows, setup, generating, generated, memo, cache_bytes = [], 0.0, 0.0, 0, {}, 0
     for idn in tqdm(proto.identities, desc=f"toy bench ({method})", disable=not progress):
         reference = reference_image(idn)
@@ -123,8 +126,7 @@ def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scal
                 if method not in TEXT_ONLY or key not in memo:
                     start = time.perf_counter()
                     init = dict(init_images=true_scenes(idn, proto.prompts, seed), strength=sdedit) if sdedit else {}
-                    memo[key] = _generate(method, dc, prompts, reference, cache, seed, proto.steps, text_scale,
-                                          ref_scale, **init)
+                    memo[key] = _generate(method, dc, prompts, reference, cache, seed, generation, **init)
                     generating += time.perf_counter() - start
                     generated += len(prompts)
                 images = np.stack([np.asarray(img) for img in memo[key]])
@@ -134,24 +136,24 @@ def evaluate(method: str, dc, proto: Protocol, text_scale: float = 5.0, ref_scal
                    setup_seconds=round(setup / max(1, len(proto.identities)), 4),
                    seconds_per_image=round(generating / max(1, generated), 4),
                    extra_params=extra_parameters(method, dc), cache_bytes=cache_bytes,
-                   subject_chance=oracle_lib.SUBJECT_CHANCE, text_scale=text_scale,
-                   ref_scale=ref_scale if method == "dreamcache" else None, steps=proto.steps,
+                   subject_chance=oracle_lib.SUBJECT_CHANCE, text_scale=generation.text_scale,
+                   ref_scale=generation.ref_scale if method == "dreamcache" else None, steps=generation.steps,
                    cache_timestep=cache_timestep, cache_prompt=cache_prompt, sdedit=sdedit)
     if yardsticks is True:
         text_only = method == "text" and sdedit is None  # its own yardstick
         yardsticks = (dict(text_subject_fidelity=summary["subject_fidelity"],
                            vae_subject_fidelity=vae_ceiling(dc, proto, oracle)) if text_only
-                      else measure_yardsticks(dc, proto, oracle, text_scale))
+                      else measure_yardsticks(dc, proto, oracle, generation))
     if yardsticks:
         summary.update(gain_columns(summary["subject_fidelity"], yardsticks))
     return summary, rows
 
 
-def measure_yardsticks(dc, proto: Protocol, oracle, text_scale: float = 5.0) -> dict:
+def measure_yardsticks(dc, proto: Protocol, oracle, generation: GenerationConfig | None = None) -> dict:
     """Text-only's and the VAE ceiling's subject fidelity on `proto`: measure once, pass to every
     `evaluate` of the same protocol (`yardsticks=`)."""
     oracle = oracle or oracle_lib.Oracle.load()
-    text = evaluate("text", dc, proto, text_scale, progress=False, oracle=oracle, yardsticks=False)[0]
+    text = evaluate("text", dc, proto, generation, progress=False, oracle=oracle, yardsticks=False)[0]
     return dict(text_subject_fidelity=text["subject_fidelity"], vae_subject_fidelity=vae_ceiling(dc, proto, oracle))
 
 
@@ -178,11 +180,10 @@ def vae_ceiling(dc, proto: Protocol, oracle) -> float:
     return summarise(rows)["subject_fidelity"]
 
 
-def _generate(method, dc, prompts, reference, cache, seed, steps, text_scale, ref_scale, **init):
+def _generate(method, dc, prompts, reference, cache, seed, generation: GenerationConfig, **init):
     if method == "reference-only":
-        return generate_reference_only(dc, prompts, reference, seed=seed, steps=steps, text_scale=text_scale)
-    return dc(prompts, cache, seed=seed, steps=steps, text_scale=text_scale, ref_scale=ref_scale, progress=False,
-              **init)
+        return generate_reference_only(dc, prompts, reference, generation, seed=seed)
+    return dc(prompts, cache, generation, seed=seed, progress=False, **init)
 
 
 def score(oracle, images, identity, specs, prompts, seed, reference) -> list[dict]:
@@ -220,27 +221,14 @@ def _nanmean(values) -> float | None:
     return None if np.isnan(values).all() else round(float(np.nanmean(values)), 4)
 
 
-def guidance_sweep(dc, proto: Protocol, ref_scales, text_scale: float = 5.0, oracle=None,
+def guidance_sweep(dc, proto: Protocol, ref_scales, generation: GenerationConfig | None = None, oracle=None,
                    progress: bool = True) -> list[dict]:
     """DreamCache's subject-vs-prompt trade-off: the toy bench at each reference guidance scale."""
     oracle = oracle or oracle_lib.Oracle.load()
-    yardsticks = measure_yardsticks(dc, proto, oracle, text_scale)
-    return [evaluate("dreamcache", dc, proto, text_scale=text_scale, ref_scale=s, oracle=oracle,
-                     progress=progress, yardsticks=yardsticks)[0] for s in ref_scales]
-
-
-def caching_ablation(dc, proto: Protocol, timesteps=(1, 150, 300), prompts=("", "a {}"), oracle=None,
-                     progress: bool = True, **kwargs) -> list[dict]:
-    """The paper's caching ablations with trained adapters: the caching timestep, then the prompt while caching.
-
-    Rows vary one factor from the default (t = 1, empty prompt), as the paper's tables do.
-    """
-    settings = [dict(cache_timestep=t, cache_prompt="") for t in timesteps]
-    settings += [dict(cache_timestep=1, cache_prompt=p) for p in prompts if p]
-    oracle = oracle or oracle_lib.Oracle.load()
-    yardsticks = measure_yardsticks(dc, proto, oracle)
-    return [evaluate("dreamcache", dc, proto, oracle=oracle, progress=progress, yardsticks=yardsticks, **s,
-                     **kwargs)[0] for s in settings]
+    generation = generation or GenerationConfig()
+    yardsticks = measure_yardsticks(dc, proto, oracle, generation)
+    return [evaluate("dreamcache", dc, proto, replace(generation, ref_scale=s), oracle=oracle, progress=progress,
+                     yardsticks=yardsticks)[0] for s in ref_scales]
 
 
 TABLE_COLUMNS = ("method", "subject_fidelity", "identity_gain", "embedding_cosine", "prompt_fidelity", "class_accuracy",

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..pipeline import DreamCachePipeline, GenerationConfig
+from ..training import TrainConfig, train_adapters
 from .evaluation import evaluate, markdown_table, measure_yardsticks
-from .pipeline import DreamCachePipeline
-from .training import TrainConfig, train_adapters
+from .pairs import training_pairs
 
 LAYER_PRESETS = {"encoder": "encoder", "mid": "mid", "decoder": "decoder", "mid+decoder": "paper", "all": "all"}
 CACHE_PROMPTS = {"empty": "", "class": "a {}"}
@@ -37,36 +38,35 @@ DEFAULTS = {"layers": list(LAYER_PRESETS), "injection": ["concat", "sum"], "cach
 TRAINED = ("layers", "injection", "attention")  # factors that change what is trained
 
 
-def ablation(factor: str, values=None, *, pipe, proto, train: TrainConfig | None = None, adapters=None,
-             oracle=None, progress: bool = True) -> list[dict]:
+def ablation(factor: str, values=None, *, pipe, proto, generation: GenerationConfig | None = None,
+             train: TrainConfig | None = None, adapters=None, oracle=None, progress: bool = True) -> list[dict]:
     """One toy-bench row per value of `factor`, with the paper's CLIP-I / CLIP-T where it gives them."""
     if factor not in DEFAULTS:
         raise ValueError(f"unknown ablation {factor!r}; valid: {', '.join(DEFAULTS)}")
     rows = []
-    yardsticks = measure_yardsticks(DreamCachePipeline(pipe), proto, oracle)  # shared by every row
+    bench = dict(generation=generation, oracle=oracle, progress=progress)
+    bench["yardsticks"] = measure_yardsticks(DreamCachePipeline(pipe), proto, oracle, generation)  # every row's
     for value in values or DEFAULTS[factor]:
         if factor in TRAINED:
-            summary = _trained_row(factor, value, pipe, proto, train or TrainConfig(), oracle, progress, yardsticks)
+            summary = _trained_row(factor, value, pipe, proto, train or TrainConfig(), bench)
         else:
             if adapters is None:
                 raise ValueError(f"the {factor} ablation needs trained `adapters`")
             option = {"cache_timestep": value} if factor == "cache_timestep" else \
                 {"cache_prompt": CACHE_PROMPTS[value]}
-            summary, _ = evaluate("dreamcache", DreamCachePipeline(pipe, adapters), proto, oracle=oracle,
-                                  progress=progress, yardsticks=yardsticks, **option)
+            summary, _ = evaluate("dreamcache", DreamCachePipeline(pipe, adapters), proto, **bench, **option)
         clip_i, clip_t = PAPER[factor].get(value, (None, None))
         rows.append({"factor": factor, "value": value, **summary, "paper_clip_i": clip_i, "paper_clip_t": clip_t})
     return rows
 
 
-def _trained_row(factor, value, pipe, proto, train: TrainConfig, oracle, progress, yardsticks) -> dict:
+def _trained_row(factor, value, pipe, proto, train: TrainConfig, bench: dict) -> dict:
     cfg = replace(train, **{"layers": {"layers": LAYER_PRESETS.get(value)}, "injection": {"injection": value},
                             "attention": {"attention": value}}[factor])
     cfg = replace(cfg, out=trained_folder(train.out, cfg.layers, cfg.injection, cfg.attention))
-    adapters = train_adapters(cfg, pipe=pipe, progress=progress)
+    adapters = train_adapters(cfg, training_pairs(cfg, pipe), pipe=pipe, progress=bench["progress"])
     try:
-        summary, _ = evaluate("dreamcache", DreamCachePipeline(pipe, adapters), proto, oracle=oracle,
-                              progress=progress, yardsticks=yardsticks)
+        summary, _ = evaluate("dreamcache", DreamCachePipeline(pipe, adapters), proto, **bench)
     finally:
         adapters.uninstall()
     return summary

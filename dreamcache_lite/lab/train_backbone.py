@@ -22,9 +22,10 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel
 
+from ..checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
+from ..datasets import StepBatches
+from ..images import signed_tensor
 from . import toyworld
-from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
-from .datasets import StepBatches
 from .tiny_backbone import (assemble_pipeline, build_text_encoder, build_tokenizer, build_unet, build_vae,
                             training_scheduler)
 
@@ -54,11 +55,6 @@ class BackboneConfig:
     workers: int = 0              # DataLoader processes rendering the toy world (the bottleneck on a GPU)
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-
-
 def batch_images(seed: int, step: int, n: int) -> tuple[np.ndarray, list[str]]:
     """Toy-world scenes with captions (plain or describing), plus some white references."""
     batch = toyworld.render_batch(n, seed=seed * 1_000_003 + step)
@@ -80,7 +76,7 @@ class BackboneImages:
 
     def batch(self, step: int, n: int):
         images, captions = batch_images(self.seed, step, n)
-        return to_tensor(images), captions
+        return signed_tensor(images), captions
 
 
 def _batches(cfg: BackboneConfig, seed: int, n: int, start: int, stop: int, desc: str):
@@ -123,7 +119,7 @@ def train_vae(cfg: BackboneConfig):
             save_checkpoint(root, step + 1, {"vae": vae}, opt, {"loss": loss.item()}, keep=cfg.keep_checkpoints)
     vae.eval().requires_grad_(False)
     with torch.no_grad():
-        latents = vae.encode(to_tensor(batch_images(cfg.seed + 1, 0, 256)[0]).to(cfg.device)).latent_dist.mean
+        latents = vae.encode(signed_tensor(batch_images(cfg.seed + 1, 0, 256)[0]).to(cfg.device)).latent_dist.mean
     vae.register_to_config(scaling_factor=float(1 / latents.std()))  # unit-variance latents, as SD does
     return vae
 
@@ -198,7 +194,7 @@ def finetune_decoder(cfg: BackboneConfig, vae):
 @torch.no_grad()
 def reconstruction_psnr(vae, n: int = 64, seed: int = 123) -> float:
     """PSNR (dB) of the VAE round trip of `n` fixed toy scenes: the number to watch while training it."""
-    x = to_tensor(toyworld.render_batch(n, seed=seed)["target"]).to(vae.device, vae.dtype)
+    x = signed_tensor(toyworld.render_batch(n, seed=seed)["target"]).to(vae.device, vae.dtype)
     recon = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
     return float(10 * torch.log10(4 / F.mse_loss(recon, x)))
 

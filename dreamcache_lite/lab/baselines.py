@@ -18,9 +18,11 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from .images import pil_to_tensor, subject_on_white
+from ..encoders import encode_references
+from ..pipeline import GenerationConfig
 
 IDENTIFIER = "sks"  # DreamBooth's rare token; out of the tiny tokenizer's vocabulary, so [UNK]
+PRIOR_GENERATION = GenerationConfig(text_scale=7.5)  # DreamBooth's class-prior images (as first measured)
 
 
 class _ReferenceOnlyProcessor:
@@ -56,11 +58,12 @@ def reference_only_attention(unet):
 
 
 @torch.no_grad()
-def generate_reference_only(dc, prompts, reference, *, seed: int = 0, steps: int = 25, text_scale: float = 5.0,
+def generate_reference_only(dc, prompts, reference, generation: GenerationConfig | None = None, *, seed: int = 0,
                             progress: bool = False, **kwargs):
-    """Text-guided generation where every step also runs the noised reference (2 UNet passes per step)."""
-    picture = subject_on_white(reference, size=dc.resolution)
-    ref_latents = dc.encode_images(pil_to_tensor([picture]))
+    """Text-guided generation where every step also runs the noised reference (2 UNet passes per step).
+
+    `kwargs` go to the pipeline call (`steps=`, `num_images=`, ... override `generation`)."""
+    ref_latents = encode_references(dc.pipe, [reference])
     noise = torch.randn(ref_latents.shape, generator=torch.Generator().manual_seed(seed)).to(ref_latents)
     empty = dc.encode_text([""])
     unet, scheduler = dc.pipe.unet, dc.pipe.scheduler
@@ -70,8 +73,7 @@ def generate_reference_only(dc, prompts, reference, *, seed: int = 0, steps: int
             unet(scheduler.add_noise(ref_latents, noise, t.reshape(1)), t, encoder_hidden_states=empty)
             state["mode"] = "read"
 
-        return dc(prompts, None, seed=seed, steps=steps, text_scale=text_scale, progress=progress,
-                  before_unet=reference_pass, **kwargs)
+        return dc(prompts, None, generation, seed=seed, progress=progress, before_unet=reference_pass, **kwargs)
 
 
 def _shifted(latents: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
@@ -93,8 +95,8 @@ def dreambooth(dc, reference, class_name: str, *, steps: int = 100, batch_size: 
     original = {k: v.detach().clone() for k, v in unet.state_dict().items()}
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        subject = dc.encode_images(pil_to_tensor([subject_on_white(reference, size=dc.resolution)]))
-        prior = dc([f"a {class_name}"] * prior_images, None, seed=seed, steps=25, progress=False,
+        subject = encode_references(dc.pipe, [reference])
+        prior = dc([f"a {class_name}"] * prior_images, None, PRIOR_GENERATION, seed=seed, progress=False,
                    output_type="latent")  # what the frozen model makes of the bare class word
         text = dc.encode_text([f"a {IDENTIFIER} {class_name}", f"a {class_name}"])
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)

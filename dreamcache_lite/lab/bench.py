@@ -9,12 +9,11 @@ from __future__ import annotations
 import statistics
 import time
 
-import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from ..backbones import ARCHITECTURES
 from . import toyworld as tw
-from .backbones import ARCHITECTURES
 
 
 def _synchronize():
@@ -84,7 +83,7 @@ def bench_tiny(dc, repeats: int = 3) -> dict:
 
 def _unet_with_cache(arch: str, resolution: int, device: str):
     """A random UNet of `arch` (on `meta`: shapes only), batch-1 latents and conditioning, a cache of them."""
-    from .cache import cache_features
+    from ..cache import cache_features
 
     spec = ARCHITECTURES[arch]
     torch.manual_seed(0)
@@ -98,9 +97,9 @@ def _unet_with_cache(arch: str, resolution: int, device: str):
 def _unet_costs(arch: str, resolution: int, device: str, repeats: int) -> tuple[dict, float]:
     """Seconds of: the plain forward, the forward with adapters + cache, reference-only (two passes),
     the caching pass — measured interleaved, medians of `repeats`."""
-    from .adapters import DreamCacheAdapters
+    from ..adapters import DreamCacheAdapters
     from .baselines import reference_only_attention
-    from .cache import cache_features
+    from ..cache import cache_features
 
     unet, latents, inputs, cache = _unet_with_cache(arch, resolution, device)
     adapters = DreamCacheAdapters(unet, "paper", init="paper")
@@ -142,7 +141,7 @@ def expected_mac_ratio(arch: str, resolution: int) -> float:
     """Arithmetic of UNet + adapters (cache keys/values precomputed) over the plain UNet, counted on `meta`."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .adapters import DreamCacheAdapters
+    from ..adapters import DreamCacheAdapters
 
     unet, latents, inputs, cache = _unet_with_cache(arch, resolution, "meta")
     adapters = DreamCacheAdapters(unet, "paper")
@@ -173,10 +172,10 @@ def bench_unet(arch: str = "sd15", resolution: int = 512, device: str = "cpu", r
 
 def _tiny_pipeline(out: dict):
     """The shipped tiny backbone and adapters; before they ship, random weights of the same shapes (same cost)."""
-    from .adapters import DreamCacheAdapters
-    from .backbones import TINY_BACKBONE, load_pipeline
-    from .cli import TINY_ADAPTERS
-    from .pipeline import DreamCachePipeline
+    from ..adapters import DreamCacheAdapters
+    from ..assets import TINY_ADAPTERS, TINY_BACKBONE
+    from ..backbones import load_pipeline
+    from ..pipeline import DreamCachePipeline
     from .tiny_backbone import random_pipeline
 
     shipped = (TINY_BACKBONE / "manifest.json").is_file()

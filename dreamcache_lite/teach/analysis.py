@@ -20,38 +20,12 @@ import warnings
 import numpy as np
 import torch
 
-from .cache import cache_features
-from .images import pil_to_tensor, subject_on_white
-from .layers import list_transformers, select_layers
-
+from ..cache import cache_features
+from ..encoders import encode_references, encode_text
+from ..layers import list_transformers, select_layers
 
 
 # -- features --------------------------------------------------------------------------------------
-@torch.no_grad()
-def encode_references(pipe, images, batch_size: int = 64) -> torch.Tensor:
-    """Reference pictures (uint8 arrays, PIL images, ...) -> scaled VAE latents (N, 4, h, w).
-
-    Each picture is resized to the model's resolution on white, as `DreamCachePipeline` does.
-    """
-    vae = pipe.vae
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    out = []
-    for start in range(0, len(images), batch_size):
-        pictures = [subject_on_white(img, None, size) for img in images[start:start + batch_size]]
-        pixels = pil_to_tensor(pictures).to(vae.device, vae.dtype)
-        out.append(vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor)
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def empty_prompt(pipe) -> torch.Tensor:
-    """The text embedding of "" (what DreamCache caches with), shape (1, L, D)."""
-    tok = pipe.tokenizer
-    ids = tok([""], padding="max_length", max_length=tok.model_max_length, truncation=True,
-              return_tensors="pt").input_ids.to(pipe.text_encoder.device)
-    return pipe.text_encoder(ids)[0].to(pipe.unet.dtype)
-
-
 def pool_tokens(tokens: torch.Tensor, grid: tuple[int, int], pool="mean"):
     """Pool (N, H*W, C) tokens to one vector per reference.
 
@@ -75,17 +49,17 @@ def reference_features(pipe, images=None, layers="all", timestep: int = 1, *, po
                        batch_size: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
     """Cache every reference at `timestep` and pool each layer's tokens: layer name -> (N, D) array.
 
-    images: the reference pictures (or pass their `latents` from :func:`encode_references` to
+    images: the reference pictures (or pass their `latents` from `encoders.encode_references` to
         avoid re-encoding them for every timestep).
     layers: a preset ("all", "paper", ...) or a list of transformer names.
     The noise is drawn per batch from `seed` (the same call gives the same features) and is the
     same draw at every timestep, so two timesteps differ only in the noise *level*.
     """
     if latents is None:
-        latents = encode_references(pipe, images, batch_size)
+        latents = encode_references(pipe, images, batch_size=batch_size)
     unet = pipe.unet
     latents = latents.to(unet.device, unet.dtype)
-    text = empty_prompt(pipe)
+    text = encode_text(pipe, [""])  # DreamCache caches with the empty prompt
     names = [i.name for i in select_layers(unet, layers)]
     parts: dict[str, list] = {n: [] for n in names}
     for b, start in enumerate(range(0, len(latents), batch_size)):

@@ -34,9 +34,10 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from ..assets import ORACLE
 from . import toyworld as tw
 
-DEFAULT_PATH = Path(__file__).parent / "assets" / "oracle" / "oracle.safetensors"
+DEFAULT_PATH = ORACLE
 CATEGORICAL = {"class": tw.CLASSES, "background": tw.BACKGROUNDS, "accessory": tw.ACCESSORIES,
                "pattern": tw.PATTERNS}
 N_GLYPH = tw.N_GLYPH

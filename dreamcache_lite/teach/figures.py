@@ -100,7 +100,7 @@ def toyworld_gallery(path=None, n_rows: int = 6):
     """Held-out benchmark identities (rows, one per class): the reference on white, then contexts."""
     import matplotlib.pyplot as plt
 
-    from . import toyworld as tw
+    from ..lab import toyworld as tw
 
     specs = {s.template: s for s in tw.BENCHMARK_PROMPTS}
     identities = tw.benchmark_identities()[:n_rows]

@@ -36,12 +36,15 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
+from ..pipeline import GenerationConfig
+
 PROMPTS_FILE = "prompts_and_classes.txt"
 LIVE_CLASSES = ("cat", "dog")  # DreamBench's live subjects are its cats and dogs
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 GENERATED_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
 
 Generator = Callable[[Image.Image, list, int, int], list]  # (reference, prompts, seed, n) -> images
+PAPER_SETTINGS = GenerationConfig(steps=50, scheduler="ddim", text_scale=7.5, ref_scale=0.4)  # DreamCache's table
 
 
 # -- the layout ---------------------------------------------------------------------------------------
@@ -135,13 +138,11 @@ def square(image: Image.Image) -> Image.Image:
 class DreamCacheGenerator:
     """A `DreamCachePipeline` as a generator: caches each reference once; text-only without adapters.
 
-    Defaults are the paper's benchmark settings (50 steps, s_txt 7.5, s_img 0.4).
+    The default settings are the paper's benchmark ones (DDIM, 50 steps, s_txt 7.5, s_img 0.4).
     """
 
-    def __init__(self, dc, steps: int = 50, text_scale: float = 7.5, ref_scale: float = 0.4,
-                 negative_prompt: str = ""):
-        self.dc, self.steps, self.text_scale, self.ref_scale = dc, steps, text_scale, ref_scale
-        self.negative_prompt = negative_prompt
+    def __init__(self, dc, generation: GenerationConfig = PAPER_SETTINGS):
+        self.dc, self.generation = dc, generation
         self._reference, self._cache = None, None
 
     def __call__(self, reference, prompts, seed, n):
@@ -150,8 +151,7 @@ class DreamCacheGenerator:
             if reference is not self._reference:
                 self._reference, self._cache = reference, self.dc.cache_reference(reference)
             cache = self._cache
-        return self.dc(prompts, cache, negative_prompt=self.negative_prompt, num_images=n, seed=seed,
-                       steps=self.steps, text_scale=self.text_scale, ref_scale=self.ref_scale, progress=False)
+        return self.dc(prompts, cache, self.generation, num_images=n, seed=seed, progress=False)
 
 
 def generate_dreambench(dc_pipeline_or_callable, root, out_dir, images_per_prompt: int = 4, subjects=None,
