@@ -186,8 +186,12 @@ class DreamCacheProcessor(nn.Module):
         return self.attn_mem.keys_values(tokens.index_select(0, rows.to(tokens.device)))
 
 
-class DreamCacheAdapters:
+class DreamCacheAdapters(nn.Module):
     """The set of adapters of one UNet: install/uninstall, activate a cache, save/load.
+
+    An `nn.Module` whose submodules are the processors, each at its block's path
+    (`mid_block.attentions.0.transformer_blocks.0`), so `parameters`, `state_dict`, `to`, ... come
+    from torch and the state dict's keys are the block names the files have always used.
 
     >>> adapters = DreamCacheAdapters(unet, layers="paper")     # installed, inactive
     >>> with adapters.reference(cache):                          # rows use the cache
@@ -197,7 +201,8 @@ class DreamCacheAdapters:
 
     def __init__(self, unet, layers="paper", init: str = "identity", injection: str = "concat",
                  attention: str = "paper"):
-        self.unet = unet
+        super().__init__()
+        self.__dict__["unet"] = unet  # a plain attribute: the UNet's weights are not the adapters'
         self.layers = select_layers(unet, layers)
         self.fingerprint = backbone_fingerprint(unet)
         self.context = ReferenceContext()
@@ -220,8 +225,19 @@ class DreamCacheAdapters:
                         proc.attn_mem.align_keys(modules[info.name].proj_in)
                 self.blocks[name] = block
                 self.processors[name] = proc
+                self._hang(name, proc)
         self._hooks = []
         self.install()
+
+    def _hang(self, name: str, proc: DreamCacheProcessor) -> None:
+        """Register `proc` under nested ModuleDicts along its dotted block name."""
+        *path, last = name.split(".")
+        parent = self
+        for part in path:
+            if part not in parent._modules:
+                parent.add_module(part, nn.ModuleDict())
+            parent = parent._modules[part]
+        parent.add_module(last, proc)
 
     # -- installing ---------------------------------------------------------------------------
     @property
@@ -249,29 +265,16 @@ class DreamCacheAdapters:
         self.context.clear()
 
     # -- parameters -----------------------------------------------------------------------------
-    def parameters(self):
-        for proc in self.processors.values():
-            yield from proc.parameters()
-
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f"{name}.{key}": t for name, proc in self.processors.items() for key, t in proc.state_dict().items()}
-
-    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], strict: bool = True, assign: bool = False):
+        """torch's, refusing a key mismatch with a ValueError that lists both sides."""
         mine = set(self.state_dict())
-        if set(tensors) != mine:
+        if strict and set(tensors) != mine:
             raise ValueError(f"adapter tensors do not match: missing {sorted(mine - set(tensors))}, "
                              f"unexpected {sorted(set(tensors) - mine)}")
-        for name, proc in self.processors.items():
-            prefix = f"{name}."
-            proc.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-
-    def to(self, *args, **kwargs) -> "DreamCacheAdapters":
-        for proc in self.processors.values():
-            proc.to(*args, **kwargs)
-        return self
+        return super().load_state_dict(tensors, strict=strict, assign=assign)
 
     # -- the active reference -----------------------------------------------------------------
     def activate(self, cache, rows=None, precompute: bool = False) -> None:
