@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dreamcache_lite.datasets import FolderPairs
+from dreamcache_lite.datasets import CopyPairs, FolderPairs
+from dreamcache_lite.lab.pairs import ToyPairs
 
 
 def authors_folder(root, n: int = 6, bad=(1, 4)):
@@ -50,3 +51,9 @@ def test_a_folder_without_readable_samples_is_named(tmp_path):
         FolderPairs(root, resolution=32).batch(0, 2)
     with pytest.raises(ValueError, match="unreadable sample"):
         FolderPairs(root, resolution=32, on_error="raise").batch(0, 2)
+
+
+def test_copy_pairs_hand_the_target_as_reference():
+    batch = CopyPairs(ToyPairs()).batch(3, 2)
+    assert torch.equal(batch["reference"], batch["target"])
+    assert torch.equal(batch["target"], ToyPairs().batch(3, 2)["target"])

@@ -3,9 +3,8 @@
 import pytest
 import torch
 
+from conftest import reference_cache, run, unet_inputs
 from dreamcache_lite.adapters import COSINE_SCALE, DreamCacheAdapters
-from conftest import unet_inputs
-from test_core import reference_cache, run
 
 
 def test_cosine_attention_starts_as_an_exact_no_op_with_keys_in_the_queries_basis(unet, inputs):

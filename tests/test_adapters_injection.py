@@ -4,8 +4,8 @@
 import pytest
 import torch
 
+from conftest import reference_cache, run
 from dreamcache_lite.adapters import DreamCacheAdapters
-from test_core import reference_cache, run
 
 
 def test_sum_injection_drops_linear_cat_and_starts_as_an_exact_no_op(unet, inputs):

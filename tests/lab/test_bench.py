@@ -25,7 +25,9 @@ def test_expected_arithmetic_on_sd15_is_a_few_percent():
     assert 1.01 < ratio < 1.15  # the issue: about 6% of the UNet's arithmetic at 512 px
 
 
-def test_tiny_section_times_all_three_methods_before_the_weights_ship(monkeypatch):
+def test_tiny_section_builds_a_pipeline_with_adapters_before_the_weights_ship(monkeypatch):
+    """Only the set-up of the tiny section: `bench_tiny` is replaced by a stub that times nothing
+    (the timings themselves: the next test)."""
     import dreamcache_lite.lab.bench as bench
 
     monkeypatch.setattr(bench, "bench_tiny", lambda dc: {"adapters": dc.adapters.num_parameters()})
@@ -33,7 +35,8 @@ def test_tiny_section_times_all_three_methods_before_the_weights_ship(monkeypatc
     assert out["adapters"] > 0 and "tiny_weights" in out
 
 
-def test_bench_tiny_reports_reference_only(monkeypatch):
+def test_bench_tiny_times_text_only_dreamcache_and_reference_only(monkeypatch):
+    """The real `bench_tiny` on random weights, every generation cut to one step."""
     from conftest import random_tiny_pipeline
     from dreamcache_lite.adapters import DreamCacheAdapters
     from dreamcache_lite.lab.bench import bench_tiny
@@ -46,5 +49,7 @@ def test_bench_tiny_reports_reference_only(monkeypatch):
     monkeypatch.setattr(DreamCachePipeline, "__call__", lambda self, *a, **k: calls.append(k) or original(
         *a, **{**k, "steps": 1}))
     report = bench_tiny(dc, repeats=1)
-    assert report["tiny_reference_only_vs_text_ratio"] > 0 and report["tiny_seconds_per_image_reference_only"] > 0
+    for method in ("text", "dreamcache", "reference_only"):
+        assert report[f"tiny_seconds_per_image_{method}"] > 0
+    assert report["tiny_dreamcache_vs_text_ratio"] > 0 and report["tiny_reference_only_vs_text_ratio"] > 0
     assert all(k["num_images"] == 4 for k in calls)
