@@ -32,12 +32,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..assets import ORACLE
+from ..files import load_tensors, save_tensors
 from . import toyworld as tw
 
 DEFAULT_PATH = ORACLE
+ORACLE_KIND = "dreamcache-lite/oracle"
 CATEGORICAL = {"class": tw.CLASSES, "background": tw.BACKGROUNDS, "accessory": tw.ACCESSORIES,
                "pattern": tw.PATTERNS}
 N_GLYPH = tw.N_GLYPH
@@ -181,8 +183,8 @@ class Oracle(nn.Module):
 
     # ------------------------------------------------------------------ weights
     def save(self, path, **metadata) -> None:
-        meta = {"config": json.dumps(self.config), **{k: json.dumps(v) for k, v in metadata.items()}}
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path), metadata=meta)
+        """Atomically, with the config (and `metadata`, e.g. the training steps) in the header."""
+        save_tensors(path, self.state_dict(), ORACLE_KIND, {"config": self.config, **metadata})
 
     @classmethod
     def load(cls, path=None) -> "Oracle":
@@ -190,10 +192,9 @@ class Oracle(nn.Module):
         path = Path(path or DEFAULT_PATH)
         if not path.is_file():
             raise FileNotFoundError(f"oracle weights not found: {path} (train: python scripts/train_oracle.py)")
-        with safe_open(str(path), "pt") as f:
-            config = json.loads(f.metadata()["config"])
-        oracle = cls(**config)
-        oracle.load_state_dict(load_file(str(path)))
+        tensors, meta = _read_weights(path)
+        oracle = cls(**meta["config"])
+        oracle.load_state_dict(tensors)
         return oracle.float().eval().requires_grad_(False)
 
     # ------------------------------------------------------------------ reading
@@ -213,6 +214,16 @@ class Oracle(nn.Module):
                         glyph_y=geometry[:, 3] * SCALE_NORM, pattern_geometry=out["pattern_geometry"].numpy(),
                         embedding=F.normalize(out["features"], dim=1).numpy())
         return readings
+
+
+def _read_weights(path: Path) -> tuple[dict, dict]:
+    """(tensors, header) of a file `Oracle.save` wrote; files from before `files.save_tensors` (a bare
+    JSON "config" entry in the safetensors metadata) still load."""
+    with safe_open(str(path), "pt") as f:
+        header = f.metadata() or {}
+    if "kind" in header:
+        return load_tensors(path, ORACLE_KIND)
+    return load_file(str(path)), {"config": json.loads(header["config"])}
 
 
 def to_tensor(images) -> torch.Tensor:

@@ -100,6 +100,14 @@ def as_letter(answer, choices: dict) -> str:
     return answer.strip().lower()
 
 
+def multiple_choice(answer, choices: dict, mistakes: dict) -> str:
+    """The letter of a multiple-choice answer; Wrong with the explanation of a known wrong letter."""
+    letter = as_letter(answer, choices)
+    if letter in mistakes:
+        raise Wrong(mistakes[letter])
+    return letter
+
+
 def solutions_dir() -> Path:
     """`notebooks/solutions/`: next to the running notebook, or in the repository of this package."""
     for candidate in (Path.cwd() / "solutions", Path.cwd() / "notebooks" / "solutions",

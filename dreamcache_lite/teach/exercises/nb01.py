@@ -79,6 +79,7 @@ def check_token_counts(answer) -> str:
                         f"{tokens} ({side}x{side}).")
     return "your formula matches the UNet at 256, 512, 768 and 1024 px."
 
+
 def _hooked_modules(unet) -> list[str]:
     return [name for name, m in unet.named_modules() if m._forward_pre_hooks or m._forward_hooks]
 
@@ -133,6 +134,7 @@ def check_block_input(answer, unet, noisy, timestep, text, layer) -> str:
             raise Wrong(f"those are the inputs of {name}, not of {layer}.")
     raise Wrong("right shape, wrong values: run the UNet on `noisy` at `timestep` with the `text` given, "
                 "and keep args[0] of the hooked module.")
+
 
 def _transformer_names(unet):
     from ...layers import list_transformers

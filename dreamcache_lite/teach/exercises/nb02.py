@@ -55,15 +55,18 @@ def check_top1_retrieval(answer, dist, labels) -> str:
                     "did you change `dist` in place, or break ties differently?")
     return f"top-1 retrieval {expected:.3f} (chance is about {_retrieval_chance(labels):.3f})."
 
+
 def _retrieval_chance(labels) -> float:
     from ..analysis import chance_level
     return chance_level(labels, "retrieval")
+
 
 TREND_CHOICES = {
     "a": "identity *drops* as the caching timestep grows",
     "b": "identity *rises* as the caching timestep grows",
     "c": "the caching timestep barely matters (changes under 0.03)",
 }
+
 
 def measured_trend(scores: np.ndarray, timesteps) -> tuple[str, np.ndarray]:
     """Which TREND_CHOICES letter the sweep supports: mean over layers, last vs first timestep."""

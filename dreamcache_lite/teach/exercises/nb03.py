@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .engine import Wrong, as_letter, as_number, call_learner, register
+from .engine import Wrong, as_number, call_learner, multiple_choice, register
 
 exercise = register("03_adapter_training.py")
 
@@ -59,6 +59,7 @@ def check_identity_noop(answer) -> str:
     raise Wrong(f"{value:g}? Write linear_cat([s; m]) = W_s s + W_m m + b with W = [W_s | W_m] = [I | 0], b = 0: "
                 "what is left of m, and what is W_s s?")
 
+
 DROPOUT_CHOICES = {
     "a": "regularisation, like dropout in a classifier: it stops the adapters from overfitting to the reference",
     "b": "it gives reference guidance its 'without reference' term e(noref, .): the model is also asked to "
@@ -70,13 +71,11 @@ DROPOUT_CHOICES = {
 @exercise("03.reference_dropout", "dropout_answer")
 def check_reference_dropout(answer) -> str:
     """03: what reference dropout is for (a/b/c)."""
-    letter = as_letter(answer, DROPOUT_CHOICES)
-    if letter == "a":
-        raise Wrong("it does not regularise the adapters: a dropped row runs *without* them. Think about which "
-                    "guidance term needs a prediction without the reference.")
-    if letter == "c":
-        raise Wrong("the cache is computed for the whole batch anyway, and the row still runs the UNet; think "
-                    "about the guidance formula's e(noref, neg).")
+    multiple_choice(answer, DROPOUT_CHOICES, mistakes={
+        "a": "it does not regularise the adapters: a dropped row runs *without* them. Think about which "
+             "guidance term needs a prediction without the reference.",
+        "c": "the cache is computed for the whole batch anyway, and the row still runs the UNet; think "
+             "about the guidance formula's e(noref, neg)."})
     return ("like caption dropout for text guidance, reference dropout is classifier-free guidance's trick for the "
             "reference. In this package the no-reference branch is the frozen backbone itself (adapters are exact "
             "no-ops without a cache), so dropped rows give the adapters no gradient: the unconditional term "

@@ -25,6 +25,7 @@ def check_unet_batch(answer) -> str:
     return ("three rows per image with a reference, two without: DreamCache's per-step batch is 1.5x text-only's, "
             "which is the per-image cost ratio the timing cell measures (minus what the batch hides).")
 
+
 def pareto_scales(points) -> list:
     """The scales of the (scale, subject, prompt) points that no other point beats on both scores."""
     return [s for s, a, b in points

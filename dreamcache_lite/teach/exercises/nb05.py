@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .engine import Wrong, as_letter, as_number, call_learner, register
+from .engine import Wrong, as_number, call_learner, multiple_choice, register
 
 exercise = register("05_feature_visualisation.py")
 
@@ -36,6 +36,7 @@ def check_top_token(answer, attention) -> str:
                         f"expected {expected}.")
     return "argmax over the cache tokens of attention[row, query]; divmod(index, grid width) gives its (y, x)."
 
+
 GLYPH_CHOICES = {  # similar lengths: the answer is not the longest option
     "a": "they hold the most channels of any layer, so they can store more detail per token",
     "b": "their 4 px tokens give two per 7.6 px glyph cell; a 4x4-grid token covers two whole cells",
@@ -46,12 +47,10 @@ GLYPH_CHOICES = {  # similar lengths: the answer is not the longest option
 @exercise("05.glyph_layer", "glyph_answer")
 def check_glyph_layer(answer) -> str:
     """05: why the 16x16 layers carry the glyph (a/b/c)."""
-    letter = as_letter(answer, GLYPH_CHOICES)
-    if letter == "a":
-        raise Wrong("look at the channels again: the 16x16 layers have the *fewest* (32 on the tiny backbone, "
-                    "320/640 on SD). What they have most of is tokens.")
-    if letter == "c":
-        raise Wrong("the cache is computed with the *empty* prompt; no text is involved. Think about what one "
-                    "token covers in pixels.")
+    multiple_choice(answer, GLYPH_CHOICES, mistakes={
+        "a": "look at the channels again: the 16x16 layers have the *fewest* (32 on the tiny backbone, "
+             "320/640 on SD). What they have most of is tokens.",
+        "c": "the cache is computed with the *empty* prompt; no text is involved. Think about what one "
+             "token covers in pixels."})
     return ("resolution: the 64 px image becomes a 16x16 latent (4 px per token), and a glyph cell is 0.4 x 19 = "
             "7.6 px. Coarser layers summarise the subject (class, colour); fine layers keep where each cell is.")

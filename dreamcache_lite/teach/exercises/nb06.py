@@ -27,6 +27,7 @@ def check_storage(answer) -> str:
     return (f"for 30 SD-sized subjects, DreamBooth stores {expected['finetune'] / 1e9:.1f} GB and DreamCache "
             f"{expected['dreamcache'] / 1e6:.0f} MB: {ratio:.0f}x less.")
 
+
 def break_even_images(setup_a, per_image_a, setup_b, per_image_b, limit: int = 10**6):
     """Smallest number of images per subject from which method a costs no more than method b."""
     for n in range(1, limit + 1):
