@@ -18,13 +18,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .augment import reference_from_target
-from .images import pil_to_tensor
+from .images import signed_tensor
 
 
 def pairs_batch(targets: np.ndarray, references: np.ndarray, captions: list[str], masks: np.ndarray) -> dict:
     """Images in [-1, 1]; `mask` (N, 1, H, W) is 1 on the target's subject (for a subject-weighted loss)."""
-    to_tensor = lambda arr: pil_to_tensor([Image.fromarray(a) for a in arr])  # noqa: E731
-    return {"target": to_tensor(targets), "reference": to_tensor(references), "caption": list(captions),
+    return {"target": signed_tensor(np.asarray(targets, np.uint8)),
+            "reference": signed_tensor(np.asarray(references, np.uint8)), "caption": list(captions),
             "mask": torch.from_numpy(np.asarray(masks, np.float32))[:, None]}
 
 
