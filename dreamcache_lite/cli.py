@@ -170,7 +170,6 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import dataclasses
     import shutil
     import time
 
@@ -373,7 +372,8 @@ def _config_options(p, config, names, defaults: bool = False) -> None:
         if kind is bool:
             p.add_argument(flag, action="store_true", default=None)
         else:
-            p.add_argument(flag, type=kind, default=default if defaults else None, help=f"default: {default}")
+            p.add_argument(flag, type=kind, default=default if defaults else None,
+                           help="default: %(default)s" if defaults else f"default: {default}")
 
 
 def _flag_type(hint):
