@@ -1,4 +1,7 @@
-"""dreamcache-lite: DreamCache (CVPR 2025) feature caching and conditioning adapters on diffusers."""
+"""dreamcache-lite: DreamCache (CVPR 2025) feature caching and conditioning adapters on diffusers.
+
+The modules here are the method and run on any diffusers UNet; `lab/` is the laboratory around it
+and `teach/` the notebooks' helpers (both import the method, never the other way round)."""
 
 import logging
 

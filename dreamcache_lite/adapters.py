@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import backbone_fingerprint
+from .context import ReferenceContext
 from .files import load_tensors, save_tensors
 from .layers import select_layers
 
@@ -104,40 +105,6 @@ def _centred_unit(t: torch.Tensor) -> torch.Tensor:
     centring that shared offset dominates every cosine and all tokens look alike. (StyleAligned
     normalises queries and keys by their token statistics for the same reason.)"""
     return F.normalize(t - t.mean(dim=-2, keepdim=True), dim=-1)
-
-
-class ReferenceContext:
-    """The state every adapter reads at call time.
-
-    cache: the active `FeatureCache` (or None: every adapter is an exact no-op).
-    rows:  for each row of the UNet batch, which reference row of the cache it uses (-1: none).
-           None means "all rows use reference 0" (or row i uses reference i when the sizes match).
-    keys_values: optional per-adapter projections of the cache, computed once per reference.
-    record_attention: when True, each adapter keeps its last head-averaged attention map
-        (rows with a reference, queries, cache tokens) in `attention[block name]`.
-    """
-
-    def __init__(self):
-        self.clear()
-
-    def clear(self) -> None:
-        self.cache = None
-        self.rows = None
-        self.keys_values = {}
-        self.check_grid = True
-        self.record_attention = False
-        self.attention = {}
-
-    def rows_for(self, batch: int) -> torch.Tensor:
-        """Cache row per UNet row, on the CPU (small, and deciding on it never waits for a GPU)."""
-        if self.rows is not None:
-            if len(self.rows) != batch:
-                raise ValueError(f"reference rows has {len(self.rows)} entries but the UNet batch has {batch} rows")
-            return self.rows
-        refs = self.cache.batch_size
-        if refs not in (1, batch):
-            raise ValueError(f"cache holds {refs} references for a UNet batch of {batch}: pass rows=")
-        return torch.arange(batch) if refs == batch else torch.zeros(batch, dtype=torch.long)
 
 
 class DreamCacheProcessor(nn.Module):
@@ -219,8 +186,12 @@ class DreamCacheProcessor(nn.Module):
         return self.attn_mem.keys_values(tokens.index_select(0, rows.to(tokens.device)))
 
 
-class DreamCacheAdapters:
+class DreamCacheAdapters(nn.Module):
     """The set of adapters of one UNet: install/uninstall, activate a cache, save/load.
+
+    An `nn.Module` whose submodules are the processors, each at its block's path
+    (`mid_block.attentions.0.transformer_blocks.0`), so `parameters`, `state_dict`, `to`, ... come
+    from torch and the state dict's keys are the block names the files have always used.
 
     >>> adapters = DreamCacheAdapters(unet, layers="paper")     # installed, inactive
     >>> with adapters.reference(cache):                          # rows use the cache
@@ -230,7 +201,8 @@ class DreamCacheAdapters:
 
     def __init__(self, unet, layers="paper", init: str = "identity", injection: str = "concat",
                  attention: str = "paper"):
-        self.unet = unet
+        super().__init__()
+        self.__dict__["unet"] = unet  # a plain attribute: the UNet's weights are not the adapters'
         self.layers = select_layers(unet, layers)
         self.fingerprint = backbone_fingerprint(unet)
         self.context = ReferenceContext()
@@ -253,8 +225,19 @@ class DreamCacheAdapters:
                         proc.attn_mem.align_keys(modules[info.name].proj_in)
                 self.blocks[name] = block
                 self.processors[name] = proc
+                self._hang(name, proc)
         self._hooks = []
         self.install()
+
+    def _hang(self, name: str, proc: DreamCacheProcessor) -> None:
+        """Register `proc` under nested ModuleDicts along its dotted block name."""
+        *path, last = name.split(".")
+        parent = self
+        for part in path:
+            if part not in parent._modules:
+                parent.add_module(part, nn.ModuleDict())
+            parent = parent._modules[part]
+        parent.add_module(last, proc)
 
     # -- installing ---------------------------------------------------------------------------
     @property
@@ -282,29 +265,16 @@ class DreamCacheAdapters:
         self.context.clear()
 
     # -- parameters -----------------------------------------------------------------------------
-    def parameters(self):
-        for proc in self.processors.values():
-            yield from proc.parameters()
-
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f"{name}.{key}": t for name, proc in self.processors.items() for key, t in proc.state_dict().items()}
-
-    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], strict: bool = True, assign: bool = False):
+        """torch's, refusing a key mismatch with a ValueError that lists both sides."""
         mine = set(self.state_dict())
-        if set(tensors) != mine:
+        if strict and set(tensors) != mine:
             raise ValueError(f"adapter tensors do not match: missing {sorted(mine - set(tensors))}, "
                              f"unexpected {sorted(set(tensors) - mine)}")
-        for name, proc in self.processors.items():
-            prefix = f"{name}."
-            proc.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-
-    def to(self, *args, **kwargs) -> "DreamCacheAdapters":
-        for proc in self.processors.values():
-            proc.to(*args, **kwargs)
-        return self
+        return super().load_state_dict(tensors, strict=strict, assign=assign)
 
     # -- the active reference -----------------------------------------------------------------
     def activate(self, cache, rows=None, precompute: bool = False) -> None:
@@ -400,17 +370,3 @@ def _forget_input(proc: DreamCacheProcessor):
     def hook(block, args, output):
         proc.block_input = None  # do not keep activations alive after the block has run
     return hook
-
-
-@contextlib.contextmanager
-def references_suspended(unet):
-    """Run `unet` as the plain backbone for a while (caching must not see any active reference)."""
-    contexts = {id(p.context): p.context for p in unet.attn_processors.values() if isinstance(p, DreamCacheProcessor)}
-    saved = [(ctx, dict(ctx.__dict__)) for ctx in contexts.values()]
-    for ctx, _ in saved:
-        ctx.clear()
-    try:
-        yield
-    finally:
-        for ctx, state in saved:
-            ctx.__dict__.update(state)

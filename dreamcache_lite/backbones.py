@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
 
+from .assets import TINY_BACKBONE
+
 _SD_COMMON = dict(
     act_fn="silu", center_input_sample=False, downsample_padding=1, flip_sin_to_cos=True, freq_shift=0,
     in_channels=4, out_channels=4, layers_per_block=2, mid_block_scale_factor=1, norm_eps=1e-5,
@@ -90,9 +92,6 @@ def backbone_fingerprint(unet) -> str:
     config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
     blob = json.dumps(config, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-TINY_BACKBONE = Path(__file__).parent / "assets" / "tiny-backbone"
 
 
 def load_pipeline(backbone: str = "tiny", device="cpu", dtype=torch.float32):

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from diffusers import DDPMScheduler
 
-from .adapters import references_suspended
 from .backbones import backbone_fingerprint
+from .context import references_suspended
 from .files import load_tensors, save_tensors
 from .layers import select_layers
 

@@ -6,11 +6,12 @@ import argparse
 import dataclasses
 import json
 import sys
+import types
+import typing
 from pathlib import Path
 
-from .backbones import ARCHITECTURES, TINY_BACKBONE
-
-TINY_ADAPTERS = TINY_BACKBONE.parent / "tiny-adapters" / "adapters.safetensors"
+from .assets import TINY_ADAPTERS, TINY_BACKBONE
+from .backbones import ARCHITECTURES
 
 
 def _layers_arg(text: str):
@@ -44,10 +45,11 @@ def cmd_demo(args) -> int:
 
     import numpy as np
 
-    from . import toyworld as tw
-    from .evaluation import reference_image, score
-    from .figures import labelled_comparison
-    from .oracle import DEFAULT_PATH, Oracle
+    from .lab import toyworld as tw
+    from .lab.evaluation import reference_image, score
+    from .lab.oracle import DEFAULT_PATH, Oracle
+    from .pipeline import GenerationConfig
+    from .teach.figures import labelled_comparison
 
     args.backbone, args.adapters = "tiny", None
     dc = _pipeline(args)
@@ -56,12 +58,13 @@ def cmd_demo(args) -> int:
     specs = [tw.BENCHMARK_PROMPTS[i] for i in (0, 2, 10, 13, 20)]
     prompts = [tw.prompt_text(spec, identity.class_name) for spec in specs]
     start = time.perf_counter()
-    rows = {"text-only": dc(prompts, None, seed=args.seed, steps=25, text_scale=5.0, progress=False)}
+    generation = GenerationConfig()
+    rows = {"text-only": dc(prompts, None, generation, seed=args.seed, progress=False)}
     print(f"text-only, {len(prompts)} prompts: {time.perf_counter() - start:.2f} s")
     if dc.adapters is not None:
         start = time.perf_counter()
         cache = dc.cache_reference(reference)
-        rows = {"DreamCache": dc(prompts, cache, seed=args.seed, steps=25, text_scale=5.0, progress=False), **rows}
+        rows = {"DreamCache": dc(prompts, cache, generation, seed=args.seed, progress=False), **rows}
         print(f"DreamCache (caching + {len(prompts)} prompts): {time.perf_counter() - start:.2f} s")
     else:
         print("no trained adapters shipped yet: showing text-only generations")
@@ -134,31 +137,35 @@ def cmd_cache(args) -> int:
     return 0
 
 
+def _generation(args):
+    """The `GenerationConfig` of the parsed flags (fields without a flag keep their defaults)."""
+    from .pipeline import GenerationConfig
+
+    return GenerationConfig().but(**{f.name: getattr(args, f.name, None) for f in dataclasses.fields(GenerationConfig)})
+
+
 def cmd_generate(args) -> int:
     from .cache import FeatureCache
-    from .figures import image_grid
+    from .teach.figures import image_grid
 
     dc = _pipeline(args)
     cache = FeatureCache.load(args.cache, device=dc.device) if args.cache else None
-    images = dc(args.prompt, cache, negative_prompt=args.negative_prompt, num_images=args.n, seed=args.seed,
-                steps=args.steps, text_scale=args.text_scale, ref_scale=args.ref_scale)
+    images = dc(args.prompt, cache, _generation(args), num_images=args.n, seed=args.seed)
     image_grid(images, args.output)
     print(f"{len(images)} image(s) -> {args.output}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluation import evaluate, protocol
+    from .lab.evaluation import evaluate, protocol
+    from .lab.oracle import Oracle
 
     dc = _pipeline(args)
-    proto = protocol(fast=args.fast, seeds=args.seeds, identities=args.identities, steps=args.steps)
-    from .oracle import Oracle
-
-    summary, rows = evaluate(args.method, dc, proto, text_scale=args.text_scale, ref_scale=args.ref_scale,
-                             progress=not args.json, oracle=Oracle.load(args.oracle),
-                             finetune_steps=args.finetune_steps, sdedit=args.sdedit)
+    proto = protocol(fast=args.fast, seeds=args.seeds, identities=args.identities)
+    summary, rows = evaluate(args.method, dc, proto, _generation(args), progress=not args.json,
+                             oracle=Oracle.load(args.oracle), finetune_steps=args.finetune_steps, sdedit=args.sdedit)
     if args.csv:
-        from .figures import write_rows
+        from .teach.figures import write_rows
 
         write_rows(rows, args.csv)
     print(json.dumps(summary) if args.json else json.dumps(summary, indent=1))
@@ -166,23 +173,22 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import dataclasses
     import shutil
     import time
 
-    from .figures import loss_curve
-    from .manifest import write_manifest
     from .backbones import load_pipeline
-    from .datasets import make_dataset
     from .diagnostics import diagnose, summary_lines
-    from .training import TrainConfig, read_loss_log, train_adapters
+    from .lab.pairs import make_dataset, training_pairs
+    from .manifest import write_manifest
+    from .teach.figures import loss_curve
+    from .training import TrainConfig, read_loss_log, session_seconds, train_adapters
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
     cfg.layers = _layers_arg(cfg.layers) if isinstance(cfg.layers, str) else cfg.layers
     start = time.time()
     pipe = load_pipeline(cfg.backbone)
-    adapters = train_adapters(cfg, pipe=pipe, resume=not args.restart)
+    adapters = train_adapters(cfg, training_pairs(cfg, pipe), pipe=pipe, resume=not args.restart)
     from accelerate import PartialState
 
     if not PartialState().is_main_process:  # under `accelerate launch`: one process reports
@@ -202,20 +208,9 @@ def cmd_train(args) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy(f"{cfg.out}/adapters.safetensors", folder / "adapters.safetensors")
         write_manifest(folder, command="dreamcache-lite " + " ".join(sys.argv[1:]), config=dataclasses.asdict(cfg),
-                       steps=cfg.steps, train_seconds=round(sum(_run_seconds(cfg.out)), 1),
+                       steps=cfg.steps, train_seconds=round(sum(session_seconds(cfg.out)), 1),
                        final_loss_mean_100=round(sum(losses[-100:]) / len(losses[-100:]), 5))
     return 0
-
-
-def _run_seconds(out) -> list[float]:
-    """Wall time of every (resumed) training session, from the loss log's per-session clocks."""
-    rows = [json.loads(line) for line in Path(out, "loss.jsonl").read_text().splitlines()]
-    sessions, last = [], 0.0
-    for row in rows:
-        if row["seconds"] < last:
-            sessions.append(last)
-        last = row["seconds"]
-    return sessions + [last]
 
 
 def cmd_convert_official(args) -> int:
@@ -227,7 +222,7 @@ def cmd_convert_official(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run
+    from .lab.bench import run
 
     report = run(args.sections.split(","), device=args.device, repeats=args.repeats)
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
@@ -238,7 +233,7 @@ def cmd_dreambench(args) -> int:
     """DreamBench on real backbones: `generate` its images with DreamCache, `score` any method's images."""
     import torch
 
-    from . import dreambench
+    from .lab import dreambench
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.action == "score":
@@ -249,13 +244,10 @@ def cmd_dreambench(args) -> int:
             del report["per_subject"]
         print(json.dumps(report) if args.json else json.dumps(report, indent=1))
         return 0
-    from diffusers import DDIMScheduler
-
     dc = _pipeline(args)
     dc.pipe.to(device, torch.float16 if args.fp16 else torch.float32)
-    dc.pipe.scheduler = DDIMScheduler.from_config(dc.pipe.scheduler.config)  # the paper samples with DDIM
-    generate = dreambench.DreamCacheGenerator(dc, steps=args.steps, text_scale=args.text_scale,
-                                              ref_scale=args.ref_scale)
+    settings = dreambench.PAPER_SETTINGS.but(steps=args.steps, text_scale=args.text_scale, ref_scale=args.ref_scale)
+    generate = dreambench.DreamCacheGenerator(dc, settings)
     counts = dreambench.generate_dreambench(generate, args.root, args.out, images_per_prompt=args.images_per_prompt,
                                             subjects=args.subjects.split(",") if args.subjects else None,
                                             prompt_limit=args.prompt_limit, seed=args.seed, token=args.token)
@@ -283,10 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                        help="weights and activations; caches and adapters are cast to it once")
 
-    def generation_options(p):
-        p.add_argument("--steps", type=int, default=25, help="DDIM steps")
-        p.add_argument("--text-scale", type=float, default=5.0)
-        p.add_argument("--ref-scale", type=float, default=1.0)
+    def generation_options(p, names=("steps", "text_scale", "ref_scale")):
+        from .pipeline import GenerationConfig
+
+        _config_options(p, GenerationConfig, names, defaults=True)
 
     p = sub.add_parser("cache", help="cache a reference image's features (once per subject)")
     p.add_argument("image")
@@ -300,12 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate from a prompt (and a cached reference)")
     p.add_argument("--cache", default=None, help="reference cache file; omit for text-only")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--negative-prompt", default="")
     p.add_argument("-n", type=int, default=4, help="images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default="grid.png")
     backbone_options(p)
-    generation_options(p)
+    generation_options(p, ("negative_prompt", "steps", "text_scale", "ref_scale"))
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("evaluate", help="the toy bench, judged by the oracle")
@@ -327,15 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train DreamCache adapters (resumes from the newest checkpoint)")
     from .training import TrainConfig
 
-    for field in dataclasses.fields(TrainConfig):
-        if field.name in ("extra",):
-            continue
-        kind = type(field.default) if field.default is not None else (float if "gamma" in field.name else int)
-        if kind is bool:
-            p.add_argument(f"--{field.name.replace('_', '-')}", action="store_true", default=None)
-        else:
-            p.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=None,
-                           help=f"default: {field.default}")
+    _config_options(p, TrainConfig, [f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra"])
     p.add_argument("--restart", action="store_true", help="ignore existing checkpoints")
     p.add_argument("--export", default=None, help="copy the adapters here with a manifest")
     p.set_defaults(func=cmd_train)
@@ -368,7 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--fp16", action="store_true", help="half precision (GPU)")
     backbone_options(q, placement=False)
     generation_options(q)
-    q.set_defaults(func=cmd_dreambench, steps=50, text_scale=7.5, ref_scale=0.4)  # the paper's benchmark settings
+    from .lab.dreambench import PAPER_SETTINGS as paper  # the paper's benchmark settings (DDIM)
+
+    q.set_defaults(func=cmd_dreambench, steps=paper.steps, text_scale=paper.text_scale, ref_scale=paper.ref_scale)
     q = actions.add_parser("score", help="DINO, CLIP-I, CLIP-T of generated images (one JSON object)")
     q.add_argument("--root", required=True, help="DreamBench's dataset/ folder (the real photos and prompts)")
     q.add_argument("--generated", required=True, help="the folder `dreambench generate` wrote (any method's)")
@@ -385,6 +370,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="runs/demo.png")
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _config_options(p, config, names, defaults: bool = False) -> None:
+    """One flag per field of a config dataclass, typed from its annotation (`int | None` -> int).
+
+    `defaults`: the flag's default is the field's; otherwise None (unset flags keep the config's)."""
+    hints = typing.get_type_hints(config)
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    for name in names:
+        kind, default = _flag_type(hints[name]), fields[name].default
+        flag = f"--{name.replace('_', '-')}"
+        if kind is bool:
+            p.add_argument(flag, action="store_true", default=None)
+        else:
+            p.add_argument(flag, type=kind, default=default if defaults else None,
+                           help="default: %(default)s" if defaults else f"default: {default}")
+
+
+def _flag_type(hint):
+    """The type a flag parses: the annotation, or the first non-None member of a union."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint
 
 
 def main(argv=None) -> int:

@@ -1,9 +1,11 @@
 """Training pairs for the adapters: (target image, caption, reference made from the target).
 
-Two sources: the toy world, generated on the fly and seeded per step; and a folder in the
-authors' layout (`<name>_generation.png`, `<name>_caption.txt`, `<name>_mask.png`) for real
-backbones. Either way the reference is the paper's: the subject cut out with its mask, pasted on
-white at a random scale and position, randomly erased.
+A *pair source* is any object with `batch(step, size) -> dict` (target, reference, caption,
+mask); batch `step` must always be the same, so resumed runs see the same data. Here: a folder in
+the authors' layout (`<name>_generation.png`, `<name>_caption.txt`, `<name>_mask.png`) for real
+backbones, whose references are the paper's (`augment.reference_from_target`); the copy task over
+any source; and the batching that lets DataLoader workers render ahead. The toy world's source
+lives in the laboratory (`lab/pairs.py`).
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from . import toyworld
-from .images import pil_to_tensor
+from .augment import reference_from_target
+from .images import signed_tensor
 
 
-def _batch(targets: np.ndarray, references: np.ndarray, captions: list[str], masks: np.ndarray) -> dict:
+def pairs_batch(targets: np.ndarray, references: np.ndarray, captions: list[str], masks: np.ndarray) -> dict:
     """Images in [-1, 1]; `mask` (N, 1, H, W) is 1 on the target's subject (for a subject-weighted loss)."""
-    to_tensor = lambda arr: pil_to_tensor([Image.fromarray(a) for a in arr])  # noqa: E731
-    return {"target": to_tensor(targets), "reference": to_tensor(references), "caption": list(captions),
+    return {"target": signed_tensor(np.asarray(targets, np.uint8)),
+            "reference": signed_tensor(np.asarray(references, np.uint8)), "caption": list(captions),
             "mask": torch.from_numpy(np.asarray(masks, np.float32))[:, None]}
 
 
@@ -37,23 +39,6 @@ class StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.source.batch(self.indices[i], self.size)
-
-
-class ToyPairs:
-    """Toy-world pairs; batch `step` is always the same, so resumed runs see the same data.
-
-    The reference is never pixel-flipped here: the toy renderer draws glyphs unmirrored, so a
-    mirrored glyph would teach the adapters a wrong identity. `describe_p`: the share of captions
-    that name the colour and pattern (with fewer, the reference is the only source of identity).
-    """
-
-    def __init__(self, seed: int = 0, n_identities: int | None = None, describe_p: float = 0.5):
-        self.seed, self.n_identities, self.describe_p = seed, n_identities, describe_p
-
-    def batch(self, step: int, size: int) -> dict:
-        pairs = toyworld.render_batch(size, seed=self.seed * 1_000_003 + step, n_identities=self.n_identities,
-                                      flip_p=0.0, describe_p=self.describe_p)
-        return _batch(pairs["target"], pairs["reference"], pairs["caption"], pairs["mask"])
 
 
 class CopyPairs:
@@ -120,15 +105,7 @@ class FolderPairs:
                     raise ValueError(f"no readable samples left in {self.root}") from err
                 continue
             targets.append(image)
-            references.append(toyworld.reference_from_target(image, mask, rng, flip_p=0.5))
+            references.append(reference_from_target(image, mask, rng, flip_p=0.5))
             captions.append(caption)
             masks.append(mask)
-        return _batch(np.stack(targets), np.stack(references), captions, np.stack(masks))
-
-
-def make_dataset(source: str, resolution: int, seed: int = 0, on_error: str = "skip", n_identities=None,
-                 describe_p: float = 0.5):
-    """`toyworld`, or a folder in the authors' layout."""
-    if source == "toyworld":
-        return ToyPairs(seed, n_identities, describe_p)
-    return FolderPairs(source, resolution, seed, on_error)
+        return pairs_batch(np.stack(targets), np.stack(references), captions, np.stack(masks))

@@ -69,5 +69,9 @@ def subject_on_white(image, mask=None, size: int = 512) -> Image.Image:
 
 def pil_to_tensor(images: list[Image.Image]) -> torch.Tensor:
     """RGB PIL images -> (B, 3, H, W) float in [-1, 1], as the VAE expects."""
-    arrays = np.stack([np.asarray(img.convert("RGB")) for img in images])
-    return torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return signed_tensor(np.stack([np.asarray(img.convert("RGB")) for img in images]))
+
+
+def signed_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1], as the VAE expects (the oracle reads [0, 1])."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)

@@ -5,19 +5,40 @@
 
     eps = e(noref, neg) + s_txt * (e(ref, prompt) - e(ref, neg)) + s_ref * (e(ref, neg) - e(noref, neg))
 
-the per-row reference switch of the adapters telling which rows see the cache.
+the per-row reference switch of the adapters telling which rows see the cache. The settings of a
+generation (steps, sampler, guidance scales, negative prompt) are one `GenerationConfig`, whose
+defaults are the ones of the command line, the toy bench and the baselines.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import DDIMScheduler, StableDiffusionPipeline
 from tqdm.auto import tqdm
 
+from . import encoders
 from .adapters import DreamCacheAdapters
 from .backbones import ARCHITECTURES, load_pipeline
 from .cache import FeatureCache, cache_features
-from .images import pil_to_tensor, subject_on_white
+
+SCHEDULERS = {"ddim": DDIMScheduler}  # by name; None keeps the pipeline's own
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How to sample: one set of defaults for the pipeline, the CLI, the toy bench and the baselines."""
+
+    steps: int = 25                     # denoising steps
+    scheduler: str | None = None        # None: the backbone's own sampler; "ddim": DDIM (the paper's)
+    text_scale: float = 5.0             # s_txt, classifier-free text guidance
+    ref_scale: float = 1.0              # s_ref, reference guidance (DreamCache only)
+    negative_prompt: str = ""
+
+    def but(self, **changes) -> "GenerationConfig":
+        """A copy with the given fields changed (None leaves a field as it is)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 class DreamCachePipeline:
@@ -48,26 +69,24 @@ class DreamCachePipeline:
 
     @property
     def resolution(self) -> int:
-        return self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
+        return encoders.resolution(self.pipe)
 
-    @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
-        tok = self.pipe.tokenizer
-        ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                  return_tensors="pt").input_ids.to(self.device)
-        return self.pipe.text_encoder(ids)[0].to(self.pipe.unet.dtype)
+        return encoders.encode_text(self.pipe, prompts)
 
-    @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        vae = self.pipe.vae
-        latents = vae.encode(images.to(self.device, vae.dtype)).latent_dist.mean
-        return latents * vae.config.scaling_factor
+        return encoders.encode_images(self.pipe, images)
 
-    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> list:
-        vae = self.pipe.vae
-        images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
-        return self.pipe.image_processor.postprocess(images, output_type="pil")
+        return encoders.decode(self.pipe, latents)
+
+    def sampler(self, name: str | None = None):
+        """The sampler for `GenerationConfig.scheduler`: the pipeline's own, or one built from its config."""
+        if name is None:
+            return self.pipe.scheduler
+        if name not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)} (or None)")
+        return SCHEDULERS[name].from_config(self.pipe.scheduler.config)
 
     # -- caching -----------------------------------------------------------------------------------
     def cache_reference(self, image, mask=None, *, timestep: int = 1, prompt: str = "", seed: int = 0) -> FeatureCache:
@@ -77,8 +96,7 @@ class DreamCachePipeline:
         """
         images = image if isinstance(image, list) else [image]
         masks = mask if isinstance(mask, list) else [mask] * len(images)
-        pictures = [subject_on_white(img, m, self.resolution) for img, m in zip(images, masks)]
-        latents = self.encode_images(pil_to_tensor(pictures))
+        latents = encoders.encode_references(self.pipe, images, masks, batch_size=None)
         text = self.encode_text([prompt])
         layers = [i.name for i in self.adapters.layers] if self.adapters else "paper"
         return cache_features(self.pipe.unet, latents, text, layers=layers, timestep=timestep,
@@ -87,20 +105,26 @@ class DreamCachePipeline:
 
     # -- generation ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, prompt: str | list[str], cache: FeatureCache | list[FeatureCache] | None = None, *,
-                 negative_prompt: str = "", num_images: int = 1, seed: int = 0, steps: int = 50,
-                 text_scale: float = 7.5, ref_scale: float = 1.0, callback=None, progress: bool = True,
-                 return_attention: bool = False, output_type: str = "pil", before_unet=None,
-                 init_images: torch.Tensor | None = None, strength: float = 1.0):
+    def __call__(self, prompt: str | list[str], cache: FeatureCache | list[FeatureCache] | None = None,
+                 config: GenerationConfig | None = None, *, num_images: int = 1, seed: int = 0,
+                 steps: int | None = None, scheduler: str | None = None, text_scale: float | None = None,
+                 ref_scale: float | None = None, negative_prompt: str | None = None, callback=None,
+                 progress: bool = True, return_attention: bool = False, output_type: str = "pil",
+                 before_unet=None, init_images: torch.Tensor | None = None, strength: float = 1.0):
         """Generate `num_images` per prompt (image i of every prompt uses seed `seed + i`).
 
         cache: a reference cache (a list is merged as multi-reference); None = text-only, plain CFG.
+        config: the sampling settings (default `GenerationConfig()`); `steps`, `scheduler`, `text_scale`,
+        `ref_scale` and `negative_prompt`, when given, override its fields.
         callback(step, timestep, latents) is called after every step; before_unet(timestep) before every
         UNet call (the reference-only baseline runs its reference pass there).
         init_images ((1 or n, 3, H, W) in [-1, 1]) with `strength` < 1 starts from those images noised to
         that share of the schedule instead of from pure noise (SDEdit).
         Returns a list of images (and, with `return_attention`, the adapters' attention maps).
         """
+        config = (config or GenerationConfig()).but(steps=steps, scheduler=scheduler, text_scale=text_scale,
+                                                    ref_scale=ref_scale, negative_prompt=negative_prompt)
+        steps, text_scale, ref_scale = config.steps, config.text_scale, config.ref_scale
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if isinstance(cache, list):
             cache = FeatureCache.concat(cache)
@@ -110,9 +134,9 @@ class DreamCachePipeline:
         seeds = [seed + i for _ in range(len(prompts) // num_images) for i in range(num_images)]
         n = len(prompts)
         text = self.encode_text(prompts)
-        negative = self.encode_text([negative_prompt]).expand(n, -1, -1)
-        latents = self._initial_latents(seeds)
-        scheduler = self.pipe.scheduler
+        negative = self.encode_text([config.negative_prompt]).expand(n, -1, -1)
+        scheduler = self.sampler(config.scheduler)
+        latents = self._initial_latents(seeds, scheduler.init_noise_sigma)
         scheduler.set_timesteps(steps, device=self.device)
         timesteps = scheduler.timesteps
         if init_images is not None:
@@ -150,8 +174,8 @@ class DreamCachePipeline:
         images = latents if output_type == "latent" else self.decode(latents)
         return (images, attention) if return_attention else images
 
-    def _initial_latents(self, seeds: list[int]) -> torch.Tensor:
+    def _initial_latents(self, seeds: list[int], sigma: float) -> torch.Tensor:
         unet = self.pipe.unet
         shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
         noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
-        return noise.to(self.device, unet.dtype) * self.pipe.scheduler.init_noise_sigma
+        return noise.to(self.device, unet.dtype) * sigma

@@ -27,14 +27,14 @@ from .adapters import DreamCacheAdapters
 from .backbones import load_pipeline
 from .cache import cache_features
 from .checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
-from .datasets import CopyPairs, StepBatches, make_dataset
-from .pipeline import DreamCachePipeline
+from .datasets import CopyPairs, StepBatches
+from .encoders import encode_images, encode_text
 
 
 @dataclass
 class TrainConfig:
     backbone: str = "tiny"
-    dataset: str = "toyworld"           # or a folder in the authors' layout
+    dataset: str = "toyworld"           # or a folder in the authors' layout (names the pairs for the CLI)
     out: str = "runs/adapters"
     layers: str | list = "paper"
     init: str = "identity"
@@ -74,10 +74,9 @@ def encode_batch(pipe, adapters: DreamCacheAdapters, batch: dict, captions: list
                  gen: torch.Generator, cache_timestep: int = 1, cache_noise: torch.Tensor | None = None):
     """The frozen half of a training step: caption embeddings, target latents and the references' cache,
     encoded exactly as generation encodes them (no grad)."""
-    frozen = DreamCachePipeline(pipe)
-    text = frozen.encode_text(captions)
-    target = frozen.encode_images(batch["target"])
-    cache = cache_features(pipe.unet, frozen.encode_images(batch["reference"]), frozen.encode_text([""]),
+    text = encode_text(pipe, captions)
+    target = encode_images(pipe, batch["target"])
+    cache = cache_features(pipe.unet, encode_images(pipe, batch["reference"]), encode_text(pipe, [""]),
                            layers=[i.name for i in adapters.layers], timestep=cache_timestep,
                            scheduler=noise_schedule, generator=gen, noise=cache_noise)
     return text, target, cache
@@ -160,8 +159,10 @@ def _resume(cfg: TrainConfig, adapters, optimizer, truncate: bool = True) -> int
     return state["step"]
 
 
-def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: bool = True) -> DreamCacheAdapters:
-    """Train (or continue training) adapters; returns them installed on `pipe.unet`."""
+def train_adapters(cfg: TrainConfig, pairs, pipe=None, resume: bool = True,
+                   progress: bool = True) -> DreamCacheAdapters:
+    """Train (or continue training) adapters on `pairs` (a pair source: `batch(step, size) -> dict`,
+    see `datasets.py`); returns them installed on `pipe.unet`."""
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
     if cfg.batch_size % accelerator.num_processes:
         raise ValueError(f"batch size {cfg.batch_size} does not split evenly over {accelerator.num_processes} "
@@ -188,13 +189,12 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     start = _resume(cfg, adapters, optimizer, truncate=main) if resume else 0
     accelerator.wait_for_everyone()  # the log is truncated before anyone appends to it
-    dataset = make_dataset(cfg.dataset, pipe.unet.config.sample_size * pipe.vae_scale_factor, cfg.seed,
-                           cfg.on_bad_sample, cfg.n_identities, cfg.describe_p)
     if cfg.copy_task:
-        dataset = CopyPairs(dataset)
+        pairs = CopyPairs(pairs)
     loader = iter(torch.utils.data.DataLoader(
-        StepBatches(dataset, cfg.batch_size, start * cfg.grad_accum, cfg.steps * cfg.grad_accum),
+        StepBatches(pairs, cfg.batch_size, start * cfg.grad_accum, cfg.steps * cfg.grad_accum),
         batch_size=None, num_workers=cfg.workers))
+
     def backward(loss):
         if not loss.requires_grad and accelerator.num_processes > 1:
             # reference dropout removed every row of this shard; the other processes still wait
@@ -236,6 +236,21 @@ def train_adapters(cfg: TrainConfig, pipe=None, resume: bool = True, progress: b
     return adapters
 
 
+def loss_log(out) -> list[dict]:
+    """The rows of `out/loss.jsonl`: {"step", "loss", "seconds"} (seconds since its session began)."""
+    return [json.loads(line) for line in (Path(out) / "loss.jsonl").read_text().splitlines()]
+
+
 def read_loss_log(out) -> tuple[list[int], list[float]]:
-    rows = [json.loads(line) for line in (Path(out) / "loss.jsonl").read_text().splitlines()]
+    rows = loss_log(out)
     return [r["step"] for r in rows], [r["loss"] for r in rows]
+
+
+def session_seconds(out) -> list[float]:
+    """Wall time of every (resumed) training session, from the loss log's per-session clocks."""
+    sessions, last = [], 0.0
+    for row in loss_log(out):
+        if row["seconds"] < last:
+            sessions.append(last)
+        last = row["seconds"]
+    return sessions + [last]

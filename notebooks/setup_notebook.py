@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:                   # works without `pip install -e 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dreamcache_lite.exercises import fast_mode  # noqa: E402
+from dreamcache_lite.teach.exercises import fast_mode  # noqa: E402
 
 
 def pick_device() -> torch.device:
@@ -68,7 +68,7 @@ def quiet_libraries() -> None:
 
 def load_oracle():
     """The shipped oracle (the toy world's judge), or -- with a note -- an untrained one so the code runs."""
-    from dreamcache_lite.oracle import DEFAULT_PATH, Oracle
+    from dreamcache_lite.lab.oracle import DEFAULT_PATH, Oracle
 
     if DEFAULT_PATH.is_file():
         return Oracle.load()
@@ -88,8 +88,9 @@ def setup(backbone: str = "tiny", seed: int = 0, load: bool = True) -> SimpleNam
     backbone = os.environ.get("DREAMCACHE_BACKBONE") or backbone
     pipe = None
     if load:
-        from dreamcache_lite.backbones import TINY_BACKBONE, load_pipeline
-        from dreamcache_lite.tiny_backbone import random_pipeline
+        from dreamcache_lite.assets import TINY_BACKBONE
+        from dreamcache_lite.backbones import load_pipeline
+        from dreamcache_lite.lab.tiny_backbone import random_pipeline
         dtype = torch.float16 if device.type == "cuda" and backbone != "tiny" else torch.float32
         if backbone == "tiny" and not (TINY_BACKBONE / "manifest.json").is_file():
             # Until the trained backbone ships, the code still runs on its architecture, untrained.

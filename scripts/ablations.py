@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from dreamcache_lite.ablations import DEFAULTS, ablation, ablation_table, trained_folder
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.backbones import load_pipeline
-from dreamcache_lite.evaluation import evaluate, protocol
-from dreamcache_lite.oracle import Oracle
+from dreamcache_lite.lab.ablations import DEFAULTS, ablation, ablation_table, trained_folder
+from dreamcache_lite.lab.evaluation import evaluate, protocol
+from dreamcache_lite.lab.oracle import Oracle
 from dreamcache_lite.pipeline import DreamCachePipeline
 from dreamcache_lite.training import TrainConfig
 

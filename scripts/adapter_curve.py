@@ -19,9 +19,9 @@ import torch
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.backbones import load_pipeline
 from dreamcache_lite.checkpoints import list_checkpoints, load_checkpoint
-from dreamcache_lite.evaluation import evaluate, measure_yardsticks, protocol
-from dreamcache_lite.oracle import Oracle
-from dreamcache_lite.pipeline import DreamCachePipeline
+from dreamcache_lite.lab.evaluation import evaluate, measure_yardsticks, protocol
+from dreamcache_lite.lab.oracle import Oracle
+from dreamcache_lite.pipeline import DreamCachePipeline, GenerationConfig
 
 
 def minutes_at(run: Path) -> dict[int, float]:
@@ -78,8 +78,9 @@ def main():
         adapters = DreamCacheAdapters(pipe.unet, config["layers"], injection=config["injection"],
                                       attention=config.get("attention", "paper"))
         step = load_checkpoint(checkpoint, {"adapters": adapters})["step"]
-        summary, _ = evaluate("dreamcache", DreamCachePipeline(pipe, adapters), proto, ref_scale=args.ref_scale,
-                              oracle=oracle, progress=False, yardsticks=yardsticks)
+        summary, _ = evaluate("dreamcache", DreamCachePipeline(pipe, adapters), proto,
+                              GenerationConfig(ref_scale=args.ref_scale), oracle=oracle, progress=False,
+                              yardsticks=yardsticks)
         adapters.uninstall()
         points.append({"step": step, "minutes": round(minutes[step], 2), **{k: summary[k] for k in (
             "subject_fidelity", "identity_gain", "prompt_fidelity", "text_subject_fidelity", "vae_subject_fidelity")}})

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dreamcache_lite import toyworld as tw
-from dreamcache_lite.evaluation import evaluate, identity_gain, protocol, true_scenes, vae_ceiling
-from dreamcache_lite.oracle import Oracle
-from dreamcache_lite.pipeline import DreamCachePipeline
+from dreamcache_lite.lab import toyworld as tw
+from dreamcache_lite.lab.evaluation import evaluate, identity_gain, protocol, true_scenes, vae_ceiling
+from dreamcache_lite.lab.oracle import Oracle
+from dreamcache_lite.pipeline import DreamCachePipeline, GenerationConfig
 
 OUT = Path("figures/identity_ceiling")
 
@@ -86,15 +86,16 @@ def main():
     torch.set_num_threads(args.threads)
     dc = DreamCachePipeline.from_pretrained(args.backbone, adapters=args.adapters)
     oracle = Oracle.load(args.oracle)
-    proto = protocol(seeds=args.seeds, identities=args.identities, steps=args.steps)
+    proto = protocol(seeds=args.seeds, identities=args.identities)
+    generation = GenerationConfig(steps=args.steps, text_scale=args.text_scale, ref_scale=args.ref_scale)
     began, results = time.time(), []
-    text = evaluate("text", dc, proto, args.text_scale, progress=False, oracle=oracle, yardsticks=False)[0]
+    text = evaluate("text", dc, proto, generation, progress=False, oracle=oracle, yardsticks=False)[0]
     vae = vae_ceiling(dc, proto, oracle)
     print(f"VAE ceiling {vae:.3f}; text-only from noise {text['subject_fidelity']:.3f}", flush=True)
     for strength in args.strengths:
         for method in ["text"] + (["dreamcache"] if args.adapters else []):
-            summary = evaluate(method, dc, proto, args.text_scale, args.ref_scale, progress=False, oracle=oracle,
-                               sdedit=strength, yardsticks=False)[0]
+            summary = evaluate(method, dc, proto, generation, progress=False, oracle=oracle, sdedit=strength,
+                               yardsticks=False)[0]
             summary["identity_gain"] = identity_gain(summary["subject_fidelity"], text["subject_fidelity"], vae)
             results.append(summary)
             print(f"strength {strength:.2f} {method:10s} subject {summary['subject_fidelity']:.3f} "

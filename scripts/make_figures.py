@@ -12,10 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dreamcache_lite import toyworld as tw  # noqa: E402
+from dreamcache_lite.assets import TINY_ADAPTERS  # noqa: E402
 from dreamcache_lite.backbones import load_pipeline  # noqa: E402
-from dreamcache_lite.cli import TINY_ADAPTERS  # noqa: E402
-from dreamcache_lite.evaluation import reference_image  # noqa: E402
+from dreamcache_lite.lab import toyworld as tw  # noqa: E402
+from dreamcache_lite.lab.evaluation import reference_image  # noqa: E402
 from dreamcache_lite.pipeline import DreamCachePipeline  # noqa: E402
 
 SHOWN = [0, 3, 6, 10, 12, 15, 20, 22, 24]  # prompts of all three kinds

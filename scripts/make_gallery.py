@@ -9,7 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from dreamcache_lite.figures import toyworld_gallery  # noqa: E402
+from dreamcache_lite.teach.figures import toyworld_gallery  # noqa: E402
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

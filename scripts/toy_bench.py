@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from dreamcache_lite.cli import TINY_ADAPTERS
+from dreamcache_lite.assets import TINY_ADAPTERS
 from dreamcache_lite.backbones import load_pipeline
-from dreamcache_lite.evaluation import (METHODS, TABLE_COLUMNS, evaluate, markdown_table, measure_yardsticks,
+from dreamcache_lite.lab.evaluation import (METHODS, TABLE_COLUMNS, evaluate, markdown_table, measure_yardsticks,
                                        protocol, tradeoff_figure)
-from dreamcache_lite.oracle import SUBJECT_PARTS, Oracle
-from dreamcache_lite.pipeline import DreamCachePipeline
+from dreamcache_lite.lab.oracle import SUBJECT_PARTS, Oracle
+from dreamcache_lite.pipeline import DreamCachePipeline, GenerationConfig
 
 ATTRIBUTES = tuple(f"subject_{name}" for name in SUBJECT_PARTS)
 
@@ -33,15 +33,16 @@ def run(args, out: Path) -> None:
     torch.set_num_threads(args.threads)
     adapters = args.adapters if "dreamcache" in args.methods else None  # the others never use them
     dc = DreamCachePipeline.from_pretrained(load_pipeline(args.backbone, device=args.device), adapters)
-    proto = protocol(seeds=args.seeds, identities=args.identities, steps=args.steps)
+    proto = protocol(seeds=args.seeds, identities=args.identities)
+    generation = GenerationConfig(steps=args.steps, text_scale=args.text_scale, ref_scale=args.ref_scale)
     oracle = Oracle.load(args.oracle).to(args.device)
     out.mkdir(parents=True, exist_ok=True)
     # the yardsticks of identity_gain, measured once for every method of the run
-    yardsticks = measure_yardsticks(dc, proto, oracle, args.text_scale)  # once for every method of the run
+    yardsticks = measure_yardsticks(dc, proto, oracle, generation)
     for method in args.methods:
         start = time.time()
-        summary, _ = evaluate(method, dc, proto, text_scale=args.text_scale, ref_scale=args.ref_scale,
-                              oracle=oracle, finetune_steps=args.finetune_steps, yardsticks=yardsticks)
+        summary, _ = evaluate(method, dc, proto, generation, oracle=oracle, finetune_steps=args.finetune_steps,
+                              yardsticks=yardsticks)
         summary.update(command="python " + " ".join(sys.argv), wall_seconds=round(time.time() - start, 1),
                        threads=args.threads, device=args.device, seeds=len(proto.seeds),
                        identities=len(proto.identities))

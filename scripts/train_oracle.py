@@ -1,4 +1,4 @@
-"""Train the toy-world oracle (dreamcache_lite/oracle.py) and measure it on held-out subjects.
+"""Train the toy-world oracle (dreamcache_lite/lab/oracle.py) and measure it on held-out subjects.
 
     OMP_NUM_THREADS=1 python scripts/train_oracle.py --export dreamcache_lite/assets/oracle
     # ~16 min on one CPU core (shared with other work); continue a run with
@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from dreamcache_lite import oracle as orc
-from dreamcache_lite import toyworld as tw
+from dreamcache_lite.lab import oracle as orc
+from dreamcache_lite.lab import toyworld as tw
 from dreamcache_lite.manifest import write_manifest
 
 VAE_DEFAULT = "dreamcache_lite/assets/tiny-backbone/vae/diffusion_pytorch_model.safetensors"
@@ -156,7 +156,7 @@ def load_vae(path):
         return None
     from safetensors.torch import load_file
 
-    from dreamcache_lite.tiny_backbone import build_vae
+    from dreamcache_lite.lab.tiny_backbone import build_vae
     vae = build_vae()
     vae.load_state_dict(load_file(str(path)))
     return vae.eval().requires_grad_(False)

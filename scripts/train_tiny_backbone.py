@@ -14,9 +14,9 @@ import argparse
 import dataclasses
 import sys
 
+from dreamcache_lite.lab.toyworld import WORLD_VERSION
+from dreamcache_lite.lab.train_backbone import BackboneConfig, reconstruction_psnr, train_backbone
 from dreamcache_lite.manifest import write_manifest
-from dreamcache_lite.toyworld import WORLD_VERSION
-from dreamcache_lite.train_backbone import BackboneConfig, reconstruction_psnr, train_backbone
 
 
 def main():

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,6 +40,31 @@ def inputs():
 
 def random_tiny_pipeline(seed: int = 0):
     """The embedded backbone's architecture with random weights: for tests that need a whole pipeline."""
-    from dreamcache_lite.tiny_backbone import random_pipeline
+    from dreamcache_lite.lab.tiny_backbone import random_pipeline
 
     return random_pipeline(seed)
+
+
+def reference_cache(unet, batch=1, seed=3, side=16, layers="paper"):
+    """A cache of random reference latents (the empty prompt as zeros), seeded."""
+    from dreamcache_lite.cache import cache_features
+
+    gen = torch.Generator().manual_seed(seed)
+    latents = torch.randn(batch, 4, side, side, generator=gen)
+    empty = torch.zeros(1, 16, unet.config.cross_attention_dim)
+    return cache_features(unet, latents, empty, layers=layers, generator=torch.Generator().manual_seed(seed))
+
+
+def run(unet, inputs):
+    """The UNet's noise prediction for `inputs` (latents, timestep, text), without grad."""
+    latents, t, text = inputs
+    with torch.no_grad():
+        return unet(latents, t, encoder_hidden_states=text).sample
+
+
+def clusters(n_classes=5, per_class=10, dim=16, spread=0.1, seed=0):
+    """Features of `n_classes` well separated Gaussian clusters and their labels."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, dim)) * 3
+    labels = np.repeat(np.arange(n_classes), per_class)
+    return centres[labels] + spread * rng.normal(size=(len(labels), dim)), labels

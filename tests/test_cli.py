@@ -65,7 +65,7 @@ def test_evaluate_sdedit_prints_identity_gain(tmp_path, capsys):
     """The contract `evaluate --method text --sdedit 0.3 --fast --json`: the usual keys plus identity_gain."""
     import torch
 
-    from dreamcache_lite.oracle import Oracle
+    from dreamcache_lite.lab.oracle import Oracle
 
     random_tiny_pipeline().save_pretrained(tmp_path / "backbone")
     torch.manual_seed(0)

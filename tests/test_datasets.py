@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dreamcache_lite.datasets import FolderPairs
+from dreamcache_lite.datasets import CopyPairs, FolderPairs
+from dreamcache_lite.lab.pairs import ToyPairs
 
 
 def authors_folder(root, n: int = 6, bad=(1, 4)):
@@ -52,6 +53,12 @@ def test_a_folder_without_readable_samples_is_named(tmp_path):
         FolderPairs(root, resolution=32, on_error="raise").batch(0, 2)
 
 
+def test_copy_pairs_hand_the_target_as_reference():
+    batch = CopyPairs(ToyPairs()).batch(3, 2)
+    assert torch.equal(batch["reference"], batch["target"])
+    assert torch.equal(batch["target"], ToyPairs().batch(3, 2)["target"])
+
+
 def test_training_on_a_folder_with_bad_samples_resumes_exactly(tmp_path):
     from conftest import random_tiny_pipeline
     from dreamcache_lite.training import TrainConfig, train_adapters
@@ -63,7 +70,8 @@ def test_training_on_a_folder_with_bad_samples_resumes_exactly(tmp_path):
                           warmup_steps=1, init="paper")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # each run names the bad files once
-            return train_adapters(cfg, pipe=random_tiny_pipeline(), progress=False).state_dict()
+            return train_adapters(cfg, FolderPairs(root, resolution=64), pipe=random_tiny_pipeline(),
+                                  progress=False).state_dict()
 
     straight = run(tmp_path / "a", 4)
     run(tmp_path / "b", 2)

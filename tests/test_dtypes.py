@@ -12,7 +12,7 @@ from PIL import Image
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.backbones import load_pipeline
 from dreamcache_lite.cli import main
-from dreamcache_lite.toyworld import Scene, benchmark_identities, render
+from dreamcache_lite.lab.toyworld import Scene, benchmark_identities, render
 
 
 @pytest.fixture(scope="module")

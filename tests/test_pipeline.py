@@ -91,3 +91,18 @@ def test_generation_without_adapters_refuses_a_cache():
     plain = DreamCachePipeline(random_tiny_pipeline())
     with pytest.raises(ValueError, match="no adapters"):
         plain("a ball", object(), steps=1, progress=False)
+
+
+def test_one_generation_config_with_overrides_and_a_named_scheduler(dc):
+    from diffusers import DDIMScheduler
+
+    from dreamcache_lite.pipeline import GenerationConfig
+
+    default = dc("a ball", None, steps=2, progress=False, output_type="latent")
+    configured = dc("a ball", None, GenerationConfig(steps=2, text_scale=5.0), progress=False, output_type="latent")
+    assert torch.equal(default, configured)  # the keywords' defaults are the config's
+    assert GenerationConfig().but(steps=None, text_scale=2.0) == GenerationConfig(text_scale=2.0)
+    assert isinstance(dc.sampler("ddim"), DDIMScheduler) and dc.sampler(None) is dc.pipe.scheduler
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        dc("a ball", None, steps=1, scheduler="euler", progress=False)
+

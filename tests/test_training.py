@@ -6,6 +6,7 @@ import torch
 import dreamcache_lite.training as training
 from conftest import random_tiny_pipeline
 from dreamcache_lite.checkpoints import list_checkpoints, load_checkpoint
+from dreamcache_lite.lab.pairs import training_pairs
 from dreamcache_lite.training import TrainConfig, read_loss_log, train_adapters
 
 
@@ -15,10 +16,15 @@ def small_config(tmp_path, **changes) -> TrainConfig:
     return TrainConfig(**{**settings, **changes})
 
 
+def train(cfg: TrainConfig, pipe, **options):
+    """Train on the pairs the config names (the toy world)."""
+    return train_adapters(cfg, training_pairs(cfg, pipe), pipe=pipe, **options)
+
+
 def test_only_adapters_train(tmp_path):
     pipe = random_tiny_pipeline()
     before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
-    adapters = train_adapters(small_config(tmp_path, steps=2), pipe=pipe, progress=False)
+    adapters = train(small_config(tmp_path, steps=2), pipe=pipe, progress=False)
     trained = adapters.state_dict()
     adapters.uninstall()
     assert all(torch.equal(before[k], v) for k, v in pipe.unet.state_dict().items())
@@ -32,9 +38,9 @@ def test_only_adapters_train(tmp_path):
 
 
 def test_resume_gives_the_uninterrupted_weights(tmp_path):
-    straight = train_adapters(small_config(tmp_path / "a"), pipe=random_tiny_pipeline(), progress=False)
-    train_adapters(small_config(tmp_path / "b", steps=2), pipe=random_tiny_pipeline(), progress=False)
-    resumed = train_adapters(small_config(tmp_path / "b"), pipe=random_tiny_pipeline(), progress=False)
+    straight = train(small_config(tmp_path / "a"), pipe=random_tiny_pipeline(), progress=False)
+    train(small_config(tmp_path / "b", steps=2), pipe=random_tiny_pipeline(), progress=False)
+    resumed = train(small_config(tmp_path / "b"), pipe=random_tiny_pipeline(), progress=False)
     a, b = straight.state_dict(), resumed.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert read_loss_log(tmp_path / "a" / "run") == read_loss_log(tmp_path / "b" / "run")
@@ -51,7 +57,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "training_loss", poisoned)
     cfg = small_config(tmp_path)
     with pytest.raises(FloatingPointError, match="step 2"):
-        train_adapters(cfg, pipe=random_tiny_pipeline(), progress=False)
+        train(cfg, pipe=random_tiny_pipeline(), progress=False)
     checkpoints = list_checkpoints(tmp_path / "run" / "checkpoints")
     assert [c.name for c in checkpoints] == ["step-000002"]
     pipe = random_tiny_pipeline()
@@ -63,58 +69,14 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
 
 
 def test_a_batch_with_every_reference_dropped_is_harmless(tmp_path):
-    adapters = train_adapters(small_config(tmp_path, steps=2, reference_dropout=1.0), pipe=random_tiny_pipeline(),
+    adapters = train(small_config(tmp_path, steps=2, reference_dropout=1.0), pipe=random_tiny_pipeline(),
                               progress=False)
     assert all(torch.isfinite(p).all() for p in adapters.parameters())
 
 
-def test_reference_gain_is_zero_for_identity_adapters_and_moves_once_they_use_the_reference():
-    from conftest import random_tiny_pipeline
-    from dreamcache_lite.adapters import DreamCacheAdapters
-    from dreamcache_lite.datasets import ToyPairs
-    from dreamcache_lite.datasets import CopyPairs
-    from dreamcache_lite.diagnostics import BANDS, reference_gain
-
-    pipe = random_tiny_pipeline()
-    adapters = DreamCacheAdapters(pipe.unet, "paper")  # identity init: exact no-op
-    gain = reference_gain(pipe, adapters, ToyPairs(), size=4)
-    assert list(gain) == [f"{lo}-{hi}" for lo, hi in BANDS]
-    assert all(g["own"] == g["none"] == g["shuffled"] and g["gain"] == 0 for g in gain.values())
-    adapters.uninstall()
-    adapters = DreamCacheAdapters(pipe.unet, "paper", init="paper")
-    for source in (ToyPairs(), CopyPairs(ToyPairs())):
-        gain = reference_gain(pipe, adapters, source, size=4)
-        assert all(g["own"] != g["none"] and g["own"] != g["shuffled"] for g in gain.values())
-
-
-def test_copy_pairs_hand_the_target_as_reference():
-    from dreamcache_lite.datasets import CopyPairs, ToyPairs
-
-    batch = CopyPairs(ToyPairs()).batch(3, 2)
-    assert torch.equal(batch["reference"], batch["target"])
-    assert torch.equal(batch["target"], ToyPairs().batch(3, 2)["target"])
-
-
-def test_attention_entropy_is_one_for_uniform_attention_and_lower_when_sharp():
-    from conftest import random_tiny_pipeline
-    from dreamcache_lite.adapters import DreamCacheAdapters
-    from dreamcache_lite.datasets import ToyPairs
-    from dreamcache_lite.diagnostics import attention_entropy
-
-    pipe = random_tiny_pipeline()
-    adapters = DreamCacheAdapters(pipe.unet, "paper", init="paper")
-    for proc in adapters.processors.values():
-        torch.nn.init.zeros_(proc.attn_mem.to_q.weight)  # every logit 0: uniform attention
-    flat = attention_entropy(pipe, adapters, ToyPairs(), size=2)
-    assert set(flat) == set(adapters.processors) and all(v == pytest.approx(1, abs=1e-5) for v in flat.values())
-    adapters.uninstall()
-    sharp = DreamCacheAdapters(pipe.unet, "paper", init="paper", attention="cosine")
-    assert max(attention_entropy(pipe, sharp, ToyPairs(), size=2).values()) < 0.999
-
-
 def test_rendering_workers_change_nothing(tmp_path):
-    inline = train_adapters(small_config(tmp_path / "a"), pipe=random_tiny_pipeline(), progress=False)
-    workers = train_adapters(small_config(tmp_path / "b", workers=2), pipe=random_tiny_pipeline(), progress=False)
+    inline = train(small_config(tmp_path / "a"), pipe=random_tiny_pipeline(), progress=False)
+    workers = train(small_config(tmp_path / "b", workers=2), pipe=random_tiny_pipeline(), progress=False)
     a, b = inline.state_dict(), workers.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -123,7 +85,7 @@ def test_subject_weight_reweights_only_where_the_subject_is():
     from diffusers import DDPMScheduler
 
     from dreamcache_lite.adapters import DreamCacheAdapters
-    from dreamcache_lite.datasets import ToyPairs
+    from dreamcache_lite.lab.pairs import ToyPairs
 
     pipe = random_tiny_pipeline()
     adapters = DreamCacheAdapters(pipe.unet, "paper", init="paper")
@@ -155,9 +117,9 @@ def test_checkpoints_keep_the_newest_or_all(tmp_path):
 
 def test_gradient_checkpointing_trains_the_same_adapters(tmp_path):
     """The backward pass re-runs checkpointed blocks: their adapters must still see the references."""
-    plain = train_adapters(small_config(tmp_path / "a", steps=2), pipe=random_tiny_pipeline(), progress=False)
-    checkpointed = train_adapters(small_config(tmp_path / "b", steps=2, gradient_checkpointing=True),
-                                  pipe=random_tiny_pipeline(), progress=False)
+    plain = train(small_config(tmp_path / "a", steps=2), random_tiny_pipeline(), progress=False)
+    checkpointed = train(small_config(tmp_path / "b", steps=2, gradient_checkpointing=True), random_tiny_pipeline(),
+                         progress=False)
     a, b = plain.state_dict(), checkpointed.state_dict()
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
 

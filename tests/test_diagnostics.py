@@ -1,0 +1,35 @@
+"""Does a set of adapters use its reference? The reference gain per timestep band and the attention entropy."""
+
+import pytest
+import torch
+
+from conftest import random_tiny_pipeline
+from dreamcache_lite.adapters import DreamCacheAdapters
+from dreamcache_lite.datasets import CopyPairs
+from dreamcache_lite.diagnostics import BANDS, attention_entropy, reference_gain
+from dreamcache_lite.lab.pairs import ToyPairs
+
+
+def test_reference_gain_is_zero_for_identity_adapters_and_moves_once_they_use_the_reference():
+    pipe = random_tiny_pipeline()
+    adapters = DreamCacheAdapters(pipe.unet, "paper")  # identity init: exact no-op
+    gain = reference_gain(pipe, adapters, ToyPairs(), size=4)
+    assert list(gain) == [f"{lo}-{hi}" for lo, hi in BANDS]
+    assert all(g["own"] == g["none"] == g["shuffled"] and g["gain"] == 0 for g in gain.values())
+    adapters.uninstall()
+    adapters = DreamCacheAdapters(pipe.unet, "paper", init="paper")
+    for source in (ToyPairs(), CopyPairs(ToyPairs())):
+        gain = reference_gain(pipe, adapters, source, size=4)
+        assert all(g["own"] != g["none"] and g["own"] != g["shuffled"] for g in gain.values())
+
+
+def test_attention_entropy_is_one_for_uniform_attention_and_lower_when_sharp():
+    pipe = random_tiny_pipeline()
+    adapters = DreamCacheAdapters(pipe.unet, "paper", init="paper")
+    for proc in adapters.processors.values():
+        torch.nn.init.zeros_(proc.attn_mem.to_q.weight)  # every logit 0: uniform attention
+    flat = attention_entropy(pipe, adapters, ToyPairs(), size=2)
+    assert set(flat) == set(adapters.processors) and all(v == pytest.approx(1, abs=1e-5) for v in flat.values())
+    adapters.uninstall()
+    sharp = DreamCacheAdapters(pipe.unet, "paper", init="paper", attention="cosine")
+    assert max(attention_entropy(pipe, sharp, ToyPairs(), size=2).values()) < 0.999
