@@ -124,7 +124,9 @@ def _pipeline(args):
         adapters = TINY_ADAPTERS
     import torch
 
-    pipe = load_pipeline(args.backbone, device=args.device, dtype=getattr(torch, args.dtype))
+    # dreambench places the pipeline itself (its --device defaults to the GPU, --fp16)
+    dtype = getattr(torch, getattr(args, "dtype", "float32"))
+    pipe = load_pipeline(args.backbone, device=getattr(args, "device", None) or "cpu", dtype=dtype)
     return DreamCachePipeline.from_pretrained(pipe, adapters)
 
 

@@ -3,7 +3,7 @@
 Every image is rendered from a parameter record, so we always know what "the same subject"
 means. A subject (:class:`Identity`) has a class noun that captions use ("ball", "star", ...)
 plus identity detail that words cannot carry: an exact body colour, an exact pattern colour,
-a body pattern with continuous parameters and a 3x3 bit glyph drawn as a block grid in the
+a body pattern with continuous parameters and a 2x2 bit glyph drawn as a block grid in the
 middle of the body. Captions may say "blue" or "striped" (coarse words), never the shade or
 the glyph -- only a reference image carries those, as with a real dog or backpack.
 
@@ -30,17 +30,21 @@ import numpy as np
 from ..augment import random_erase as _random_erase
 from ..augment import reference_from_target
 
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 SIZE = 64
 R_BASE = 19.0          # subject "radius" in pixels at scale 1 (v1: 17)
 # World v2: every identity detail spans >= 2x2 latent pixels (8x8 image pixels) at normal size,
 # because the tiny UNet regresses one-latent-pixel detail to its mean colour (v1: 3.4 px glyph
 # cells and 3-5 px stripes came back as their average after an SDEdit at 0.3).
+# World v3: a fatter star (radii 1.1 / 0.75, v2: 1.05 / 0.56): 37% of a v2 star's body showed
+# around the glyph (229 px at normal size), too little to tell its pattern; now 55% (476 px),
+# like the mug (50%) and the house (55%). Patterns repeat at least 1.7 times per diameter (v2:
+# 1.3), so the visible part of a body shows more than one stripe, check or dot.
 GLYPH_SIDE = 2         # the glyph is a GLYPH_SIDE x GLYPH_SIDE grid of dark/light cells
 N_GLYPH = GLYPH_SIDE * GLYPH_SIDE
 GLYPH_CELL = 0.4       # glyph cell side in subject units (7.6 px at scale 1)
 GLYPH_FRAME = 0.06     # mid-gray frame around the glyph grid, subject units
-FREQ_RANGE = (1.3, 2.2)  # pattern cycles per subject diameter: half-periods of 8.6-14.6 px at scale 1
+FREQ_RANGE = (1.7, 2.2)  # pattern cycles per subject diameter: half-periods of 8.6-11.2 px at scale 1
 
 CLASSES = ("ball", "box", "star", "heart", "house", "mug")
 PATTERNS = ("plain", "stripes", "dots", "checks")
@@ -71,7 +75,7 @@ VOCABULARY = sorted({"a", "an", *CLASSES, *PALETTE, "tiny", "giant",
 ANCHORS = {  # glyph centre v, head top, eye line, eye spread, neck v, neck half-width, bowtie v
     "ball": dict(glyph=0.0, top=-1.0, eye=-0.63, eyes=0.36, neck=0.5, neck_w=0.87, bow=0.62),
     "box": dict(glyph=0.0, top=-0.85, eye=-0.58, eyes=0.38, neck=0.52, neck_w=0.9, bow=0.6),
-    "star": dict(glyph=0.05, top=-1.05, eye=-0.52, eyes=0.3, neck=-0.56, neck_w=0.4, bow=0.56),
+    "star": dict(glyph=0.05, top=-1.1, eye=-0.52, eyes=0.3, neck=-0.56, neck_w=0.4, bow=0.56),
     "heart": dict(glyph=-0.07, top=-0.88, eye=-0.66, eyes=0.46, neck=0.42, neck_w=0.62, bow=0.48),
     "house": dict(glyph=0.45, top=-1.0, eye=-0.42, eyes=0.3, neck=-0.16, neck_w=0.95, bow=-0.16),
     "mug": dict(glyph=0.05, top=-0.75, eye=-0.58, eyes=0.34, neck=0.55, neck_w=0.75, bow=0.62),
@@ -222,7 +226,7 @@ def _box(u, v):
     return np.maximum(np.abs(u), np.abs(v)) < 0.85
 
 
-def _star(u, v, ro=1.05, ri=0.56):
+def _star(u, v, ro=1.1, ri=0.75):
     r = np.hypot(u, v)
     a = np.abs((np.arctan2(u, -v) + np.pi / 5) % (2 * np.pi / 5) - np.pi / 5)  # angle from tip
     dx, dy = ri * np.cos(np.pi / 5) - ro, ri * np.sin(np.pi / 5)
