@@ -7,7 +7,7 @@ STAMP := .install.stamp
 # torch is installed first and pinned so pip takes the CPU build, not a multi-GB CUDA one.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet "torch==2.13.0"
-	$(PYTHON) -m pip install --quiet -e ".[notebooks,test]"
+	$(PYTHON) -m pip install --quiet -e ".[notebooks,test,course]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -14,3 +14,10 @@ def pareto_front(points):
         if not beaten:
             front.append(scale)
     return front
+
+
+# Exercise 3: DreamCache's compositional guidance, then one scheduler step.
+def guided_step(branches, latents, t, scheduler, text_scale, ref_scale):
+    e_noref_neg, e_ref_prompt, e_ref_neg = branches(latents, t)
+    eps = e_noref_neg + text_scale * (e_ref_prompt - e_ref_neg) + ref_scale * (e_ref_neg - e_noref_neg)
+    return scheduler.step(eps, t, latents).prev_sample

@@ -7,4 +7,4 @@ def top_token(attention, row, query):
 
 
 # Exercise 2: resolution: a 16x16 token is 4x4 pixels, about one glyph cell.
-glyph_answer = "b"
+glyph_answer = "a"

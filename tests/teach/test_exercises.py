@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import clusters, make_unet
 from dreamcache_lite.teach import analysis as an
@@ -74,7 +75,7 @@ def test_identity_noop_and_dropout():
     right("03.identity_noop", 0)
     right("03.identity_noop", 0.0)
     wrong("03.identity_noop", 1)
-    right("03.reference_dropout", "B ")
+    right("03.reference_dropout", "C ")
     assert "dropped row runs" in wrong("03.reference_dropout", "a")
     assert "one letter" in wrong("03.reference_dropout", "d")
 
@@ -89,8 +90,8 @@ def test_top_token():
 
 
 def test_glyph_layer():
-    right("05.glyph_layer", "b")
-    assert "fewest" in wrong("05.glyph_layer", "a")
+    right("05.glyph_layer", "a")
+    assert "fewest" in wrong("05.glyph_layer", "b")
     assert "empty" in wrong("05.glyph_layer", "c")
 
 
@@ -212,3 +213,92 @@ def test_trend_and_guess_checkers():
     scores = {"mid_block.attentions.0": 0.9, "down_blocks.0.attentions.0": 0.5}
     assert verdict("02.layer_guess", "mid_block.attentions.0", scores=scores)[0] is True
     assert "not one of" in verdict("02.layer_guess", "mid", scores=scores)[1]
+
+
+def test_adapter_forward_names_the_mistake():
+    from dreamcache_lite.teach.exercises import nb03
+
+    solution = ex.engine.load_solution("03.adapter_forward")
+    assert "DreamCacheProcessor's computation" in right("03.adapter_forward", solution)
+    for mistake, why in nb03.ADAPTER_MISTAKES[:4] + nb03.ADAPTER_MISTAKES[6:7]:
+        def answer(x, s, cache, w, heads, mistake=mistake):
+            return nb03._adapter(x, s, cache, w, heads, **mistake)
+        assert wrong("03.adapter_forward", answer).endswith(why)
+
+
+def test_adapter_forward_agrees_with_the_package_processor():
+    """The checker's reference is the processor itself: same weights, same output."""
+    from dreamcache_lite.teach.exercises import nb03
+
+    x, s, cache, weights, heads = nb03._adapter_case(0)
+    from dreamcache_lite.adapters import DreamCacheProcessor
+    from dreamcache_lite.context import ReferenceContext
+
+    proc = DreamCacheProcessor("b", "l", x.shape[-1], cache.shape[-1], heads, ReferenceContext())
+    proc.load_state_dict(weights)
+    with torch.no_grad():
+        m = proc.attn_mem(proc.norm_mem(x), *proc.attn_mem.keys_values(cache))
+        package = proc.linear_cat(torch.cat([s, m], -1))
+    assert torch.allclose(package, nb03._adapter(x, s, cache, weights, heads), atol=1e-5)
+
+
+def test_training_loss_names_the_mistake():
+    from dreamcache_lite.teach.exercises import nb03
+
+    assert "eps-prediction loss" in right("03.training_loss", ex.engine.load_solution("03.training_loss"))
+    assert "predicts the *noise*" in wrong("03.training_loss", lambda p, x0, n, t, sch, drop: F.mse_loss(
+        p(sch.add_noise(x0, n, t), t, ~drop), x0))
+    assert "inverted" in wrong("03.training_loss", lambda p, x0, n, t, sch, drop: F.mse_loss(
+        p(sch.add_noise(x0, n, t), t, drop), n))
+    assert "not latents + noise" in wrong("03.training_loss", lambda p, x0, n, t, sch, drop: F.mse_loss(
+        p(x0 + n, t, ~drop), n))
+    assert "should be a number" in wrong("03.training_loss", lambda *a: "0.1")
+    assert len(nb03.LOSS_MISTAKES) == 7
+
+
+def test_guided_step_names_the_mistake():
+    assert "6-step DDIM loop" in right("04.guided_step", ex.engine.load_solution("04.guided_step"))
+
+    def cfg(branches, x, t, scheduler, st, sr):
+        e0, e1, _ = branches(x, t)
+        return scheduler.step(e0 + st * (e1 - e0), t, x).prev_sample
+
+    def swapped(branches, x, t, scheduler, st, sr):
+        e0, e1, e2 = branches(x, t)
+        return scheduler.step(e0 + sr * (e1 - e2) + st * (e2 - e0), t, x).prev_sample
+
+    def no_step(branches, x, t, scheduler, st, sr):
+        e0, e1, e2 = branches(x, t)
+        return e0 + st * (e1 - e2) + sr * (e2 - e0)
+
+    assert "plain classifier-free guidance" in wrong("04.guided_step", cfg)
+    assert "swapped" in wrong("04.guided_step", swapped)
+    assert ".prev_sample" in wrong("04.guided_step", no_step)
+
+
+def test_unfilled_method_exercises_are_not_done_yet(not_fast):
+    def unfilled(*args):
+        raise NotImplementedError
+
+    for name in ("03.adapter_forward", "03.training_loss", "04.guided_step"):
+        assert ex.verdict(name, unfilled)[0] is None
+
+
+def test_fixed_multiple_choice_answers_are_not_given_away_by_length_or_position():
+    from dreamcache_lite.teach.exercises import nb03, nb05
+
+    letters = []
+    for name, choices in (("03.reference_dropout", nb03.DROPOUT_CHOICES), ("05.glyph_layer", nb05.GLYPH_CHOICES)):
+        answer = ex.engine.load_solution(name)
+        longest = max(choices, key=lambda k: len(choices[k]))
+        assert answer != longest, f"{name}: the answer is the longest option"
+        letters.append(answer)
+    assert len(set(letters)) == len(letters), "every fixed answer sits in the same position"
+
+
+def test_require_raises_the_checkers_message():
+    with pytest.raises(AssertionError, match="plain classifier-free"):
+        ex.require("00.guidance", lambda a, b, c, st, sr: a + st * (b - a))
+    with pytest.raises(AssertionError, match="not done yet"):
+        ex.require("00.guidance", ...)
+    ex.require("00.guidance", lambda a, b, c, st, sr: a + st * (b - c) + sr * (c - a))

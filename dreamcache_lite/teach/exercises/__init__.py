@@ -5,6 +5,6 @@ The engine (`engine.py`) runs a checker and words its verdict; each notebook's c
 """
 
 from . import nb00, nb01, nb02, nb03, nb04, nb05, nb06  # importing registers their checkers
-from .engine import REGISTRY, check, fast_mode, verdict
+from .engine import REGISTRY, check, fast_mode, require, verdict
 
-__all__ = ["REGISTRY", "check", "fast_mode", "verdict", "nb00", "nb01", "nb02", "nb03", "nb04", "nb05", "nb06"]
+__all__ = ["REGISTRY", "check", "fast_mode", "require", "verdict", "nb00", "nb01", "nb02", "nb03", "nb04", "nb05", "nb06"]

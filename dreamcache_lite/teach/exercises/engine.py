@@ -162,3 +162,19 @@ def verdict(exercise: str, answer, **context) -> tuple[bool | None, str]:
 def check(exercise: str, answer, **context) -> None:
     """The notebooks' self-check: print whether `answer` is right, and if not, what is wrong."""
     print(verdict(exercise, answer, **context)[1])
+
+
+def require(exercise: str, answer, **context) -> None:
+    """The autograded form of `check` (nbgrader test cells): a wrong or missing answer raises
+    AssertionError with the checker's message; a placeholder is never replaced by the solution."""
+    if exercise not in REGISTRY:
+        raise KeyError(f"unknown exercise {exercise!r}; known: {', '.join(REGISTRY)}")
+    try:
+        if answer is Ellipsis:
+            raise Unfilled
+        message = REGISTRY[exercise].checker(answer, **context)
+    except Wrong as wrong:
+        raise AssertionError(f"✗ Exercise {exercise}: {wrong}") from None
+    except Unfilled:
+        raise AssertionError(f"✎ Exercise {exercise} is not done yet") from None
+    print(f"✓ Exercise {exercise}: {message}")

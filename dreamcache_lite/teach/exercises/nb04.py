@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from .engine import Wrong, call_learner, register
 
 exercise = register("04_personalised_generation.py")
@@ -51,3 +53,70 @@ def check_pareto(answer, points=None) -> str:
                         + (f"{extra} are dominated: another scale is at least as good on both." if extra else ""))
     return ("the front is what the reference scale buys: more subject fidelity costs prompt fidelity; every scale "
             "off the front is worse on both and never worth using.")
+
+
+def _guided(branches, latents, t, scheduler, text_scale, ref_scale, *, kind="dreamcache", output="prev"):
+    e0, e1, e2 = branches(latents, t)  # (no reference + negative, reference + prompt, reference + negative)
+    eps = {"dreamcache": e0 + text_scale * (e1 - e2) + ref_scale * (e2 - e0),
+           "cfg": e0 + text_scale * (e1 - e0),
+           "swapped": e0 + ref_scale * (e1 - e2) + text_scale * (e2 - e0),
+           "base": e2 + text_scale * (e1 - e2) + ref_scale * (e2 - e0)}[kind]
+    if output == "eps":
+        return eps
+    step = scheduler.step(eps, t, latents)
+    return step.pred_original_sample if output == "x0" else step.prev_sample
+
+
+GUIDANCE_MISTAKES = (
+    (dict(kind="cfg"), "that is plain classifier-free guidance e0 + s_txt (e1 - e0): DreamCache's guidance has a "
+                       "text term s_txt (e(ref, prompt) - e(ref, neg)) and a reference term s_ref (e(ref, neg) - "
+                       "e(noref, neg))."),
+    (dict(kind="swapped"), "the scales are swapped: text_scale multiplies (e(ref, prompt) - e(ref, neg)), "
+                           "ref_scale multiplies (e(ref, neg) - e(noref, neg))."),
+    (dict(kind="base"), "start from e(noref, neg), the prediction with neither prompt nor reference."),
+    (dict(output="eps"), "you returned the guided noise: hand it to scheduler.step(eps, t, latents) and return "
+                         "its .prev_sample, the latents of the next step."),
+    (dict(output="x0"), "return .prev_sample (the latents at the next timestep), not .pred_original_sample "
+                        "(the scheduler's guess of the clean latents)."),
+)
+
+
+def _guidance_loop(step, seed: int, steps: int = 6, text_scale: float = 5.0, ref_scale: float = 1.5, **mistake):
+    from diffusers import DDIMScheduler
+
+    gen = torch.Generator().manual_seed(seed)
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                              beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False)
+    scheduler.set_timesteps(steps)
+    weights = torch.randn(3, 1, 4, 1, 1, generator=gen)
+    shifts = torch.randn(3, 1, 4, 8, 8, generator=gen)
+
+    def branches(x, t):  # three fixed stand-ins for the UNet's branches
+        return tuple(0.5 * x * w + s * (t / 1000) for w, s in zip(weights, shifts))
+
+    latents = torch.randn(1, 4, 8, 8, generator=gen)
+    for t in scheduler.timesteps:
+        latents = step(branches, latents, t, scheduler, text_scale, ref_scale, **mistake)
+        if not isinstance(latents, torch.Tensor):
+            raise Wrong(f"return the next latents as a tensor, got {type(latents).__name__}")
+    return latents
+
+
+@exercise("04.guided_step", "guided_step", "function")
+def check_guided_step(answer) -> str:
+    """04: a function (branches, latents, t, scheduler, text_scale, ref_scale) -> the latents after one step."""
+    def learner(*args):
+        return call_learner(answer, *args)
+
+    for seed in (0, 1):
+        got, expected = _guidance_loop(learner, seed), _guidance_loop(_guided, seed)
+        if got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
+            continue
+        for mistake, why in GUIDANCE_MISTAKES:
+            if got.shape == expected.shape and torch.allclose(got, _guidance_loop(_guided, seed, **mistake),
+                                                              atol=1e-4, rtol=1e-4):
+                raise Wrong(why)
+        raise Wrong("after a 6-step DDIM loop your latents differ from DreamCache's: guide with "
+                    "e0 + s_txt (e1 - e2) + s_ref (e2 - e0), then return scheduler.step(eps, t, latents).prev_sample.")
+    return ("a 6-step DDIM loop built on your step lands exactly where DreamCachePipeline's does; the pipeline "
+            "gets the three branches from one batched UNet call per step.")

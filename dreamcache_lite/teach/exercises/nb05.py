@@ -38,9 +38,9 @@ def check_top_token(answer, attention) -> str:
 
 
 GLYPH_CHOICES = {  # similar lengths: the answer is not the longest option
-    "a": "they hold the most channels of any layer, so they can store more detail per token",
-    "b": "their 4 px tokens give two per 7.6 px glyph cell; a 4x4-grid token covers two whole cells",
-    "c": "they come last in the decoder, so they read the text prompt better than earlier layers",
+    "a": "their 4 px tokens split each 7.6 px glyph cell in two; one 4x4-grid token spans two cells",
+    "b": "they hold the most channels of any layer, so each of their tokens can store more fine detail",
+    "c": "they come last in the decoder, so they read the text prompt better than all the earlier layers",
 }
 
 
@@ -48,7 +48,7 @@ GLYPH_CHOICES = {  # similar lengths: the answer is not the longest option
 def check_glyph_layer(answer) -> str:
     """05: why the 16x16 layers carry the glyph (a/b/c)."""
     multiple_choice(answer, GLYPH_CHOICES, mistakes={
-        "a": "look at the channels again: the 16x16 layers have the *fewest* (32 on the tiny backbone, "
+        "b": "look at the channels again: the 16x16 layers have the *fewest* (32 on the tiny backbone, "
              "320/640 on SD). What they have most of is tokens.",
         "c": "the cache is computed with the *empty* prompt; no text is involved. Think about what one "
              "token covers in pixels."})

@@ -1,6 +1,6 @@
 """The one setup every notebook runs first: paths, fast mode, device, seeds, the backbone.
 
-    from setup_notebook import setup
+    from dreamcache_lite.teach.notebook import setup
     nb = setup("tiny", seed=0)      # prints a one-line summary
     nb.pipe, nb.fast, nb.device, nb.figure("01_x.png")
 
@@ -13,20 +13,27 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-ROOT = Path(__file__).resolve().parent.parent   # the repository, whatever the working directory
-FIGURES = ROOT / "figures"
-if str(ROOT) not in sys.path:                   # works without `pip install -e .` too
-    sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from .exercises import fast_mode
 
-from dreamcache_lite.teach.exercises import fast_mode  # noqa: E402
+
+def _figures_root() -> Path:
+    """figures/ of the repository when the package runs from a checkout (any working directory:
+    notebooks/, a course folder, Colab); else figures/ under the working directory."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "figures").is_dir():
+        return checkout / "figures"
+    return Path.cwd() / "figures"
+
+
+FIGURES = _figures_root()
+ROOT = FIGURES.parent
 
 
 def pick_device() -> torch.device:
