@@ -200,8 +200,16 @@ class DreamCacheAdapters(nn.Module):
     """
 
     def __init__(self, unet, layers="paper", init: str = "identity", injection: str = "concat",
-                 attention: str = "paper"):
+                 attention: str = "paper", replace: bool = False):
+        """`replace=True` takes out adapters already installed on `unet` (a notebook cell run again);
+        without it they are an error: two sets would silently wrap one another."""
         super().__init__()
+        existing = installed_adapters(unet)
+        if existing is not None:
+            if not replace:
+                raise ValueError(f"this UNet already has DreamCache adapters installed ({len(existing.processors)} "
+                                 "blocks): call .uninstall() on them first, or pass replace=True to take them out")
+            existing.uninstall()
         self.__dict__["unet"] = unet  # a plain attribute: the UNet's weights are not the adapters'
         self.layers = select_layers(unet, layers)
         self.fingerprint = backbone_fingerprint(unet)
@@ -248,6 +256,10 @@ class DreamCacheAdapters(nn.Module):
         """Swap each block's `attn1` processor for its adapter; hook the block to see its raw input."""
         if self.installed:
             return
+        other = installed_adapters(self.unet)
+        if other is not None:
+            raise ValueError("another set of DreamCache adapters is installed on this UNet: uninstall it first")
+        self.unet.__dict__[_INSTALLED] = self
         for name, block in self.blocks.items():
             proc = self.processors[name]
             proc.wrap(block.attn1.processor)
@@ -262,6 +274,8 @@ class DreamCacheAdapters(nn.Module):
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
+        if self.unet.__dict__.get(_INSTALLED) is self:
+            del self.unet.__dict__[_INSTALLED]
         self.context.clear()
 
     # -- parameters -----------------------------------------------------------------------------
@@ -344,13 +358,13 @@ class DreamCacheAdapters(nn.Module):
         return meta
 
     @classmethod
-    def from_file(cls, unet, path, check_backbone: bool = True) -> "DreamCacheAdapters":
+    def from_file(cls, unet, path, check_backbone: bool = True, replace: bool = False) -> "DreamCacheAdapters":
         """Install adapters on the layers named in the file and load its weights."""
         _, meta = load_tensors(path, ADAPTER_KIND)
         # every weight is overwritten by the file, so the init only matters as the file's provenance
         # (e.g. "official" for the authors' converted release)
         adapters = cls(unet, layers=meta["layers"], injection=meta.get("injection", "concat"),
-                       attention=meta.get("attention", "paper"))
+                       attention=meta.get("attention", "paper"), replace=replace)
         try:
             adapters.load_weights(path, check_backbone=check_backbone)
         except Exception:
@@ -358,6 +372,15 @@ class DreamCacheAdapters(nn.Module):
             raise
         adapters.init = meta.get("init", "identity")
         return adapters
+
+
+_INSTALLED = "_dreamcache_adapters"  # the UNet's plain attribute naming its installed adapters
+
+
+def installed_adapters(unet) -> "DreamCacheAdapters | None":
+    """The adapters installed on `unet`, if any."""
+    adapters = unet.__dict__.get(_INSTALLED)
+    return adapters if adapters is not None and adapters.installed else None
 
 
 def _remember_input(proc: DreamCacheProcessor):

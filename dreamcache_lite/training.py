@@ -159,10 +159,11 @@ def _resume(cfg: TrainConfig, adapters, optimizer, truncate: bool = True) -> int
     return state["step"]
 
 
-def train_adapters(cfg: TrainConfig, pairs, pipe=None, resume: bool = True,
-                   progress: bool = True) -> DreamCacheAdapters:
+def train_adapters(cfg: TrainConfig, pairs, pipe=None, resume: bool = True, progress: bool = True,
+                   replace: bool = False) -> DreamCacheAdapters:
     """Train (or continue training) adapters on `pairs` (a pair source: `batch(step, size) -> dict`,
-    see `datasets.py`); returns them installed on `pipe.unet`."""
+    see `datasets.py`); returns them installed on `pipe.unet` (`replace=True` first takes out adapters
+    left installed there, e.g. by an interrupted notebook cell)."""
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
     if cfg.batch_size % accelerator.num_processes:
         raise ValueError(f"batch size {cfg.batch_size} does not split evenly over {accelerator.num_processes} "
@@ -176,7 +177,7 @@ def train_adapters(cfg: TrainConfig, pairs, pipe=None, resume: bool = True,
     with torch.random.fork_rng():  # the initial weights follow cfg.seed, the caller's RNG is left alone
         torch.manual_seed(cfg.seed)
         adapters = DreamCacheAdapters(pipe.unet, cfg.layers, init=cfg.init, injection=cfg.injection,
-                                      attention=cfg.attention)
+                                      attention=cfg.attention, replace=replace)
     for p in adapters.parameters():
         p.requires_grad_(True)
     if cfg.gradient_checkpointing:

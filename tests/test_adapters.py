@@ -98,3 +98,23 @@ def test_adapter_file_for_other_layers_or_channels_is_refused(unet, tmp_path):
     wide = make_unet(block_out_channels=[32, 48, 128])
     with pytest.raises(ValueError, match="channel"):
         DreamCacheAdapters.from_file(wide, tmp_path / "decoder.safetensors")
+
+
+def test_a_second_set_is_an_error_or_an_explicit_replace(unet, inputs):
+    """Running a notebook cell again must not wrap one set of adapters inside another."""
+    latents, t, text = inputs
+    with torch.no_grad():
+        plain = unet(latents, t, encoder_hidden_states=text).sample
+    first = DreamCacheAdapters(unet, "paper")
+    with pytest.raises(ValueError, match="already has DreamCache adapters installed.*replace=True"):
+        DreamCacheAdapters(unet, "paper")
+    second = DreamCacheAdapters(unet, "paper", replace=True)
+    assert not first.installed and second.installed
+    with pytest.raises(ValueError, match="another set of DreamCache adapters is installed"):
+        first.install()
+    second.uninstall()
+    assert all(type(p).__name__ != "DreamCacheProcessor" for p in unet.attn_processors.values())
+    with torch.no_grad():
+        assert torch.equal(unet(latents, t, encoder_hidden_states=text).sample, plain)
+    first.install()  # nothing installed any more: the first set may come back
+    first.uninstall()
