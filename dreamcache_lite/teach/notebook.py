@@ -24,16 +24,19 @@ from .exercises import fast_mode
 
 
 def _figures_root() -> Path:
-    """figures/ of the repository when the package runs from a checkout (any working directory:
-    notebooks/, a course folder, Colab); else figures/ under the working directory."""
+    """Where notebook figures go: env DREAMCACHE_FIGURES when set (e.g. `figures` to refresh the
+    committed ones); else the git-ignored runs/notebook-figures/ of the checkout the package runs from
+    (any working directory: notebooks/, a course folder); outside a checkout ./figures."""
+    if os.environ.get("DREAMCACHE_FIGURES"):
+        return Path(os.environ["DREAMCACHE_FIGURES"]).resolve()
     checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file() and (checkout / "figures").is_dir():
-        return checkout / "figures"
+    if (checkout / "pyproject.toml").is_file() and (checkout / "dreamcache_lite").is_dir():
+        return checkout / "runs" / "notebook-figures"
     return Path.cwd() / "figures"
 
 
 FIGURES = _figures_root()
-ROOT = FIGURES.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pick_device() -> torch.device:
@@ -52,8 +55,8 @@ def seed_everything(seed: int) -> None:
 
 
 def figure_path(name: str, fast: bool = False) -> Path:
-    """Where a notebook figure goes: figures/<name> in the repository; in fast mode figures/fast/<name>
-    (git-ignored), so checks never overwrite the committed full-mode figures."""
+    """Where a notebook figure goes: FIGURES/<name>, in fast mode FIGURES/fast/<name>; by default
+    both are git-ignored, so running a notebook never changes a tracked file."""
     folder = FIGURES / "fast" if fast else FIGURES
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name
