@@ -64,7 +64,7 @@ def _region(code: str, indent: str = "") -> str:
 def solution_cell(source: str, exercise: str, name: str, check_call: str) -> str:
     """The placeholder cell with the reference solution put in between solution markers."""
     imports, node, text = _solution_source(exercise)
-    placeholder = re.compile(rf"^(?P<indent>\s*)(return \.\.\.|{name} = \.\.\.).*$", re.M)
+    placeholder = re.compile(rf"^(?P<indent>[ \t]*)(return \.\.\.|{name} = \.\.\.).*$", re.M)
     match = placeholder.search(source)
     if match is None:
         raise ValueError(f"exercise {exercise}: no placeholder for {name!r} in its cell")
