@@ -116,14 +116,14 @@ def _demo_core(args) -> int:
 
 
 def _pipeline(args):
+    import torch
+
     from .backbones import load_pipeline
     from .pipeline import DreamCachePipeline
 
     adapters = getattr(args, "adapters", None)
     if adapters is None and args.backbone == "tiny" and TINY_ADAPTERS.is_file():
         adapters = TINY_ADAPTERS
-    import torch
-
     # dreambench places the pipeline itself (its --device defaults to the GPU, --fp16)
     dtype = getattr(torch, getattr(args, "dtype", "float32"))
     pipe = load_pipeline(args.backbone, device=getattr(args, "device", None) or "cpu", dtype=dtype)

@@ -201,7 +201,7 @@ def train_adapters(cfg: TrainConfig, pairs, pipe=None, resume: bool = True, prog
             # reference dropout removed every row of this shard; the other processes still wait
             # for this one's (zero) gradients
             loss = loss + sum(0.0 * p.sum() for p in adapters.parameters())
-        if loss.requires_grad and torch.isfinite(loss):  # no grad: reference dropout removed every row
+        if loss.requires_grad:  # False when reference dropout removed every row (one process)
             accelerator.backward(loss)
 
     began = time.time()

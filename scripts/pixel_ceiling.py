@@ -21,6 +21,7 @@ import torch
 
 from dreamcache_lite.backbones import load_pipeline
 from dreamcache_lite.lab.oracle import lab
+from dreamcache_lite.lab.toyworld import erode
 from dreamcache_lite.pipeline import DreamCachePipeline
 
 
@@ -34,15 +35,6 @@ def load_world(path):
     sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
     return module
-
-
-def _erode(mask):
-    out = mask.copy()
-    out[1:] &= mask[:-1]
-    out[:-1] &= mask[1:]
-    out[:, 1:] &= mask[:, :-1]
-    out[:, :-1] &= mask[:, 1:]
-    return out
 
 
 def differences(images, truth, masks) -> tuple[float, float]:
@@ -72,7 +64,7 @@ def main():
     for idn in tw.benchmark_identities()[:args.identities]:
         drawn = [tw.render(idn, tw.benchmark_scene(spec, 0)) for spec in specs]
         truth = np.stack([image for image, _ in drawn])
-        masks = [_erode(_erode(mask)) for _, mask in drawn]
+        masks = [erode(erode(mask)) for _, mask in drawn]
         start = torch.from_numpy(truth).permute(0, 3, 1, 2).float().div(127.5).sub(1)
         rows.setdefault("vae", []).append(differences(dc.decode(dc.encode_images(start)), truth, masks))
         for strength in args.strengths:

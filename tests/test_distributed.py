@@ -20,10 +20,12 @@ LAUNCH = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", 
           "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
+
+
 def _run(args, out, steps, processes=1):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
     cmd = [sys.executable, *(LAUNCH if processes == 2 else []), *args, "--steps", str(steps), "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -52,8 +54,7 @@ def test_one_process_is_deterministic_with_a_seed(tmp_path):
 
 def test_a_batch_that_does_not_split_over_the_processes_is_named(tmp_path):
     args = [a if a != "4" else "3" for a in TRAIN]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
     done = subprocess.run([sys.executable, *LAUNCH, *args, "--steps", "1", "--out", str(tmp_path / "x")],
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, env=ENV, timeout=600)
     assert done.returncode != 0
     assert "batch size 3 does not split evenly over 2 processes" in done.stdout + done.stderr

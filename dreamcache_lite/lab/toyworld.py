@@ -438,7 +438,8 @@ def _pattern(idn: Identity, u, v):
     return (np.floor(a) + np.floor(b)) % 2 == 0  # checks
 
 
-def _erode(m):
+def erode(m):
+    """A boolean mask shrunk by one pixel (4-neighbourhood): its inside without the outline."""
     e = m.copy()
     e[1:] &= m[:-1]
     e[:-1] &= m[1:]
@@ -467,14 +468,14 @@ def render(identity: Identity, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     cells = (du >= 0) & (du < n) & (dv >= 0) & (dv < n) & mask
     bits = np.asarray(identity.glyph, bool)[(dv[cells].astype(int) * n + du[cells].astype(int))]
     img[cells] = np.where(bits[:, None], _DARK, _LIGHT)
-    img[mask & ~_erode(mask)] = np.asarray(body, np.float32) * 0.45  # outline keeps shapes crisp
+    img[mask & ~erode(mask)] = np.asarray(body, np.float32) * 0.45  # outline keeps shapes crisp
     layers = _accessory(scene.accessory, us, v, a)
     for layer, colour in layers:
         img[layer] = colour
         mask &= ~layer
     if layers:
         acc = np.logical_or.reduce([layer for layer, _ in layers])
-        img[acc & ~_erode(acc)] = _DARK
+        img[acc & ~erode(acc)] = _DARK
     return (img * 255 + 0.5).astype(np.uint8), mask
 
 

@@ -25,7 +25,6 @@ import nbformat
 from .exercises import REGISTRY
 from .exercises.engine import REPO
 
-CHECK = re.compile(r"""\bcheck\(\s*["'](?P<id>\d\d\.\w+)["']\s*,\s*(?P<name>\w+)""")
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 
 
@@ -61,8 +60,23 @@ def _region(code: str, indent: str = "") -> str:
     return "\n".join([indent + BEGIN, textwrap.indent(code, indent), indent + END])
 
 
-def solution_cell(source: str, exercise: str, name: str, check_call: str) -> str:
-    """The placeholder cell with the reference solution put in between solution markers."""
+def check_call(source: str) -> tuple[str, str, str] | None:
+    """(exercise id, answer name, its context keywords as written) of a cell's `check(...)` call."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython syntax: never an exercise's check cell
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check":
+            exercise, answer = node.args[:2]
+            context = ", ".join(f"{k.arg}={ast.get_source_segment(source, k.value)}" for k in node.keywords)
+            return exercise.value, answer.id, context
+    return None
+
+
+def solution_cell(source: str, exercise: str, name: str, context: str) -> str:
+    """The placeholder cell with the reference solution put in between solution markers; `context`
+    is the check call's keywords, for solutions computed from the notebook's variables."""
     imports, node, text = _solution_source(exercise)
     placeholder = re.compile(rf"^(?P<indent>[ \t]*)(return \.\.\.|{name} = \.\.\.).*$", re.M)
     match = placeholder.search(source)
@@ -71,11 +85,9 @@ def solution_cell(source: str, exercise: str, name: str, check_call: str) -> str
     if match.group(2).startswith("return"):  # a function the student writes: fill its body
         code = _function_body(node, text)
     elif isinstance(node, ast.FunctionDef):  # a value the solution computes from the notebook's context
-        call = ast.parse(check_call).body[0].value
-        arguments = ", ".join(f"{k.arg}={ast.get_source_segment(check_call, k.value)}" for k in call.keywords)
         function = ast.get_source_segment(text, node).replace(f"def {node.name}(", "def _reference(", 1)
         function = "\n".join(line for line in function.splitlines() if not line.startswith("@"))
-        code = "\n".join([function, f"{name} = _reference({arguments})"])
+        code = "\n".join([function, f"{name} = _reference({context})"])
     else:  # a value written out
         code = ast.get_source_segment(text, node)
     code = "\n".join(filter(None, [_imports_used(imports, code, text), code]))
@@ -96,15 +108,13 @@ def to_assignment(notebook: nbformat.NotebookNode) -> tuple[nbformat.NotebookNod
     nb = nbformat.from_dict(notebook)
     graded = []
     for i, cell in enumerate(nb.cells):
-        found = CHECK.search(cell.source) if cell.cell_type == "code" else None
-        if found is None or "def check" in cell.source:
+        found = check_call(cell.source) if cell.cell_type == "code" else None
+        if found is None:
             continue
-        exercise, name = found.group("id"), found.group("name")
-        call = cell.source[found.start():]
-        call = call[:_call_end(call)]
+        exercise, name, context = found
         owner = next(j for j in range(i - 1, -1, -1)
                      if nb.cells[j].cell_type == "code" and _defines(nb.cells[j].source, name))
-        nb.cells[owner].source = solution_cell(nb.cells[owner].source, exercise, name, call)
+        nb.cells[owner].source = solution_cell(nb.cells[owner].source, exercise, name, context)
         nb.cells[owner].metadata["nbgrader"] = _metadata(f"{exercise}-answer", solution=True)
         cell.source = test_cell(cell.source)
         cell.metadata["nbgrader"] = _metadata(f"{exercise}-check", grade=True)
@@ -113,16 +123,6 @@ def to_assignment(notebook: nbformat.NotebookNode) -> tuple[nbformat.NotebookNod
         if cell.cell_type == "code":
             cell.update(outputs=[], execution_count=None)
     return nb, graded
-
-
-def _call_end(text: str) -> int:
-    depth = 0
-    for k, char in enumerate(text):
-        depth += char == "("
-        depth -= char == ")"
-        if char == ")" and depth == 0:
-            return k + 1
-    raise ValueError(f"unbalanced check call: {text[:80]!r}")
 
 
 def _metadata(grade_id: str, solution: bool = False, grade: bool = False) -> dict:

@@ -29,14 +29,13 @@ def _figures_root() -> Path:
     (any working directory: notebooks/, a course folder); outside a checkout ./figures."""
     if os.environ.get("DREAMCACHE_FIGURES"):
         return Path(os.environ["DREAMCACHE_FIGURES"]).resolve()
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file() and (checkout / "dreamcache_lite").is_dir():
-        return checkout / "runs" / "notebook-figures"
+    if (ROOT / "pyproject.toml").is_file() and (ROOT / "dreamcache_lite").is_dir():
+        return ROOT / "runs" / "notebook-figures"
     return Path.cwd() / "figures"
 
 
+ROOT = Path(__file__).resolve().parents[2]   # the checkout, when the package runs from one
 FIGURES = _figures_root()
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def pick_device() -> torch.device:

@@ -108,6 +108,16 @@ def multiple_choice(answer, choices: dict, mistakes: dict) -> str:
     return letter
 
 
+def known_mistake(mistakes, same_as) -> None:
+    """Raise Wrong with the explanation of the first known mistake the answer reproduces.
+
+    mistakes: (keywords of the mistaken computation, explanation) pairs; same_as(keywords) says
+    whether the answer equals that mistaken computation's result."""
+    for mistake, why in mistakes:
+        if same_as(mistake):
+            raise Wrong(why)
+
+
 def solutions_dir() -> Path:
     """`notebooks/solutions/`: next to the running notebook, or in the repository of this package."""
     for candidate in (Path.cwd() / "solutions", Path.cwd() / "notebooks" / "solutions",

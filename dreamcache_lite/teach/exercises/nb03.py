@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .engine import Wrong, as_number, call_learner, multiple_choice, register
+from .engine import Wrong, as_number, call_learner, known_mistake, multiple_choice, register
 
 exercise = register("03_adapter_training.py")
 
@@ -156,9 +156,8 @@ def check_adapter_forward(answer) -> str:
                 raise Wrong(f"return a tensor of the block's shape {tuple(expected.shape)} (B, N, d); got {shape}")
             if torch.allclose(got, expected, atol=1e-5, rtol=1e-4):
                 continue
-            for mistake, why in ADAPTER_MISTAKES:
-                if torch.allclose(got, _adapter(x, s, cache, weights, heads, **mistake), atol=1e-5, rtol=1e-4):
-                    raise Wrong(why)
+            known_mistake(ADAPTER_MISTAKES, lambda mistake: torch.allclose(
+                got, _adapter(x, s, cache, weights, heads, **mistake), atol=1e-5, rtol=1e-4))
             raise Wrong(f"largest difference to the adapter {float((got - expected).abs().max()):.3g}: check the "
                         "order LayerNorm_mem(x) -> to_q; cache -> to_k, to_v; softmax(q k^T / sqrt(d_head)) v per "
                         "head; to_out; linear_cat([s ; m]).")
@@ -219,9 +218,8 @@ def check_training_loss(answer) -> str:
         expected = float(_loss(*case))
         if abs(got - expected) <= 1e-5 * max(1.0, abs(expected)):
             continue
-        for mistake, why in LOSS_MISTAKES:
-            if abs(got - float(_loss(*case, **mistake))) <= 1e-5 * max(1.0, abs(got)):
-                raise Wrong(why)
+        known_mistake(LOSS_MISTAKES,
+                      lambda mistake: abs(got - float(_loss(*case, **mistake))) <= 1e-5 * max(1.0, abs(got)))
         raise Wrong(f"you get {got:.5f}, the loss is {expected:.5f}: noise the latents with the schedule, predict "
                     "with the reference on the rows that keep it, and take the mean squared error to the noise.")
     return ("the eps-prediction loss of training.training_loss, minus its bookkeeping (caching the references, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .engine import Wrong, call_learner, register
+from .engine import Wrong, call_learner, known_mistake, register
 
 exercise = register("04_personalised_generation.py")
 
@@ -112,10 +112,8 @@ def check_guided_step(answer) -> str:
         got, expected = _guidance_loop(learner, seed), _guidance_loop(_guided, seed)
         if got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
             continue
-        for mistake, why in GUIDANCE_MISTAKES:
-            if got.shape == expected.shape and torch.allclose(got, _guidance_loop(_guided, seed, **mistake),
-                                                              atol=1e-4, rtol=1e-4):
-                raise Wrong(why)
+        known_mistake(GUIDANCE_MISTAKES, lambda mistake: got.shape == expected.shape and torch.allclose(
+            got, _guidance_loop(_guided, seed, **mistake), atol=1e-4, rtol=1e-4))
         raise Wrong("after a 6-step DDIM loop your latents differ from DreamCache's: guide with "
                     "e0 + s_txt (e1 - e2) + s_ref (e2 - e0), then return scheduler.step(eps, t, latents).prev_sample.")
     return ("a 6-step DDIM loop built on your step lands exactly where DreamCachePipeline's does; the pipeline "
