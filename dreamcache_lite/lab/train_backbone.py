@@ -10,6 +10,7 @@ noise an uninterrupted one would.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPTextModel
 
 from ..checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
+from ..backbones import ARCHITECTURES
 from ..datasets import StepBatches
 from ..images import signed_tensor
 from . import toyworld
@@ -50,6 +52,9 @@ class BackboneConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     init_from: str = ""           # a backbone folder to start from (its VAE is kept as is when vae_steps is 0)
+    unet_channels: str = ""       # e.g. "64,128,128": a fresh UNet this wide (default: the `tiny` architecture's,
+                                  # or init_from's UNet); the text encoder still comes from init_from
+    ema_decay: float = 0.0        # > 0: export an exponential moving average of the UNet's weights
     threads: int = 2
     device: str = "cpu"           # "cuda" on a GPU: minutes instead of hours (same data and noise)
     workers: int = 0              # DataLoader processes rendering the toy world (the bottleneck on a GPU)
@@ -127,16 +132,14 @@ def train_vae(cfg: BackboneConfig):
 def train_unet(cfg: BackboneConfig, vae):
     tokenizer = build_tokenizer()
     torch.manual_seed(cfg.seed + 1)
-    if cfg.init_from:
-        text_encoder = CLIPTextModel.from_pretrained(cfg.init_from, subfolder="text_encoder")
-        unet = UNet2DConditionModel.from_pretrained(cfg.init_from, subfolder="unet")
-    else:
-        text_encoder, unet = build_text_encoder(tokenizer), build_unet()
+    text_encoder, unet = _initial_unet_and_text_encoder(cfg, tokenizer)
     text_encoder, unet = text_encoder.to(cfg.device).train(), unet.to(cfg.device).train()
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-2)
     noise_schedule = training_scheduler()
     models = {"unet": unet, "text_encoder": text_encoder}
+    if cfg.ema_decay > 0:
+        models["ema_unet"] = ema = copy.deepcopy(unet).requires_grad_(False)
     root = Path(cfg.out) / "unet"
     start = _resume(root, models, opt, log=Path(cfg.out) / "unet_loss.jsonl")
     log = open(Path(cfg.out) / "unet_loss.jsonl", "a")
@@ -161,12 +164,36 @@ def train_unet(cfg: BackboneConfig, vae):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if cfg.ema_decay > 0:
+            update_ema(ema, unet, min(cfg.ema_decay, (1 + step) / (10 + step)))
         log.write(json.dumps({"step": step + 1, "loss": loss.item()}) + "\n")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.unet_steps:
             log.flush()
             save_checkpoint(root, step + 1, models, opt, {"loss": loss.item()}, keep=cfg.keep_checkpoints)
     log.close()
-    return assemble_pipeline(vae, text_encoder.eval(), tokenizer, unet.eval())
+    final = models.get("ema_unet", unet)
+    return assemble_pipeline(vae, text_encoder.eval(), tokenizer, final.eval())
+
+
+def _initial_unet_and_text_encoder(cfg: BackboneConfig, tokenizer):
+    if cfg.init_from:
+        text_encoder = CLIPTextModel.from_pretrained(cfg.init_from, subfolder="text_encoder")
+    else:
+        text_encoder = build_text_encoder(tokenizer)
+    if cfg.unet_channels:
+        channels = [int(c) for c in cfg.unet_channels.split(",")]
+        unet = UNet2DConditionModel.from_config(dict(ARCHITECTURES["tiny"].unet_config, block_out_channels=channels))
+    elif cfg.init_from:
+        unet = UNet2DConditionModel.from_pretrained(cfg.init_from, subfolder="unet")
+    else:
+        unet = build_unet()
+    return text_encoder, unet
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, parameter by parameter (the UNet has no buffers)."""
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
 
 
 def finetune_decoder(cfg: BackboneConfig, vae):

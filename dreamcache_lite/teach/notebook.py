@@ -87,12 +87,18 @@ def load_oracle():
     return Oracle().eval()
 
 
-def setup(backbone: str = "tiny", seed: int = 0, load: bool = True) -> SimpleNamespace:
-    """Seed, pick the device, decide fast mode and load the backbone (a diffusers pipeline)."""
+def setup(backbone: str = "tiny", seed: int = 0, load: bool = True, fast: bool | None = None) -> SimpleNamespace:
+    """Seed, pick the device, decide fast mode and load the backbone (a diffusers pipeline).
+
+    `fast` None decides from the environment (`fast_mode`); True/False (papermill's -p FAST ...) sets
+    DREAMCACHE_FAST for this kernel, so the checkers and helpers that ask `fast_mode` agree.
+    """
     start = time.perf_counter()
     quiet_libraries()
     seed_everything(seed)
     device = pick_device()
+    if fast is not None:
+        os.environ["DREAMCACHE_FAST"] = "1" if fast else "0"
     fast = fast_mode()
     backbone = os.environ.get("DREAMCACHE_BACKBONE") or backbone
     pipe = None

@@ -1,10 +1,11 @@
 """Issue 3: the backbone's three training stages run, checkpoint and resume (a few steps, random data)."""
 
 import torch
+from safetensors.torch import load_file
 
 from dreamcache_lite.checkpoints import list_checkpoints
 from dreamcache_lite.lab.train_backbone import (BackboneConfig, decayed_learning_rate, random_crop, reconstruction_psnr,
-                                            train_backbone)
+                                            train_backbone, update_ema)
 
 
 def test_three_stages_run_checkpoint_and_resume(tmp_path):
@@ -37,3 +38,25 @@ def test_rendering_workers_change_nothing(tmp_path):
     one, _ = train_backbone(BackboneConfig(out=str(tmp_path / "a"), workers=0, **small))
     two, _ = train_backbone(BackboneConfig(out=str(tmp_path / "b"), workers=2, **small))
     assert all(torch.equal(v, two.unet.state_dict()[k]) for k, v in one.unet.state_dict().items())
+
+
+def test_wider_unet_with_ema_exports_the_average_and_resumes_exactly(tmp_path):
+    """`unet_channels` builds a fresh UNet of that width; `ema_decay` exports the weights' moving
+    average (checkpointed with the rest, so a resumed run ends where an uninterrupted one does)."""
+    small = dict(vae_steps=1, vae_batch=2, vae_crop=32, unet_batch=2, decoder_steps=0, threads=1,
+                 unet_channels="16,32,32", ema_decay=0.9, checkpoint_every=1)
+    straight, _ = train_backbone(BackboneConfig(out=str(tmp_path / "a"), unet_steps=3, **small))
+    assert list(straight.unet.config.block_out_channels) == [16, 32, 32]
+    trained = load_file(str(list_checkpoints(tmp_path / "a" / "unet")[-1] / "unet.safetensors"))
+    ema = straight.unet.state_dict()
+    assert any(not torch.equal(ema[k], v) for k, v in trained.items())   # the average, not the last step
+    train_backbone(BackboneConfig(out=str(tmp_path / "b"), unet_steps=2, **small))
+    resumed, _ = train_backbone(BackboneConfig(out=str(tmp_path / "b"), unet_steps=3, **small))
+    assert all(torch.equal(v, resumed.unet.state_dict()[k]) for k, v in ema.items())
+
+
+def test_update_ema_moves_towards_the_model():
+    ema, model = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    before = ema.weight.detach().clone()
+    update_ema(ema, model, 0.75)
+    assert torch.allclose(ema.weight, 0.75 * before + 0.25 * model.weight)
