@@ -27,7 +27,6 @@ from dreamcache_lite.lab.evaluation import evaluate, identity_gain, protocol, tr
 from dreamcache_lite.lab.oracle import Oracle
 from dreamcache_lite.pipeline import DreamCachePipeline, GenerationConfig
 
-OUT = Path("figures/identity_ceiling")
 
 
 def plot(out: dict, path) -> None:
@@ -78,11 +77,14 @@ def main():
     parser.add_argument("--text-scale", type=float, default=5.0)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="figures/identity_ceiling",
+                        help="where the .json/.png go (and <folder>/identity_ceiling_grid.png)")
     parser.add_argument("--no-save", dest="save", action="store_false", help="print only (a quick probe)")
     parser.add_argument("--report", action="store_true", help="only redraw the curve from the saved JSON")
     args = parser.parse_args()
+    out_path = Path(args.out)
     if args.report:
-        return plot(json.loads(OUT.with_suffix(".json").read_text()), OUT.with_suffix(".png"))
+        return plot(json.loads(out_path.with_suffix(".json").read_text()), out_path.with_suffix(".png"))
     torch.set_num_threads(args.threads)
     dc = DreamCachePipeline.from_pretrained(args.backbone, adapters=args.adapters)
     oracle = Oracle.load(args.oracle)
@@ -105,10 +107,10 @@ def main():
            "ref_scale": args.ref_scale, "text_scale": args.text_scale, "adapters": args.adapters,
            "command": "python " + " ".join(sys.argv), "seconds": round(time.time() - began, 1)}
     if args.save:
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.with_suffix(".json").write_text(json.dumps(out, indent=1))
-        plot(out, OUT.with_suffix(".png"))
-        picture(dc, args.strengths, OUT.parent / "identity_ceiling_grid.png", steps=args.steps,
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.with_suffix(".json").write_text(json.dumps(out, indent=1))
+        plot(out, out_path.with_suffix(".png"))
+        picture(dc, args.strengths, out_path.parent / "identity_ceiling_grid.png", steps=args.steps,
                 text_scale=args.text_scale)
 
 

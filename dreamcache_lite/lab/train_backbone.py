@@ -23,8 +23,8 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel
 
-from ..checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
 from ..backbones import ARCHITECTURES
+from ..checkpoints import list_checkpoints, load_checkpoint, save_checkpoint, truncate_log
 from ..datasets import StepBatches
 from ..images import signed_tensor
 from . import toyworld

@@ -75,6 +75,18 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def inline_figures() -> None:
+    """Draw figures into the notebook even when MPLBACKEND names a non-interactive backend (CI sets
+    Agg): there, a kernel would show no picture at all -- in a widget's Output area not even text."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":   # a notebook kernel
+        shell.run_line_magic("matplotlib", "inline")
+
+
 def load_oracle():
     """The shipped oracle (the toy world's judge), or -- with a note -- an untrained one so the code runs."""
     from dreamcache_lite.lab.oracle import DEFAULT_PATH, Oracle
@@ -95,6 +107,7 @@ def setup(backbone: str = "tiny", seed: int = 0, load: bool = True, fast: bool |
     """
     start = time.perf_counter()
     quiet_libraries()
+    inline_figures()
     seed_everything(seed)
     device = pick_device()
     if fast is not None:

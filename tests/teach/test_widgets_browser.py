@@ -54,8 +54,9 @@ def browser():
 
 def serve(notebook: str, log: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
+    # MPLBACKEND=Agg as in CI (.ci/run): the notebook must still draw into its widgets (setup switches to inline)
     env = dict(os.environ, DREAMCACHE_FAST="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
-               DREAMCACHE_FIGURES=str(log.parent / "notebook-figures"))
+               DREAMCACHE_FIGURES=str(log.parent / "notebook-figures"), MPLBACKEND="Agg")
     server = subprocess.Popen([sys.executable, "-m", "voila", str(ROOT / "notebooks" / notebook), "--no-browser",
                                f"--port={port}", "--Voila.ip=127.0.0.1", "--show_tracebacks=True"],
                               env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -108,22 +109,35 @@ def keep_screenshot(driver, tmp_path: Path, name: str) -> None:
         shutil.copy(tmp_path / name, Path(os.environ["DREAMCACHE_FIGURES"]) / name)
 
 
-def test_05_explorer_redraws_when_a_slider_moves(browser, tmp_path):
+def wait_for(driver, condition, log: Path, what: str, timeout: float = 180):
+    """WebDriverWait.until, but a timeout says what was awaited and shows the page's widget outputs and
+    Voila's log (a kernel error, a figure drawn as text under a non-interactive backend, ...)."""
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout).until(condition)
+    except TimeoutException:
+        outputs = [e.get_attribute("innerHTML")[:500] for e in driver.find_elements(By.CSS_SELECTOR, ".widget-output")]
+        pytest.fail(f"waited {timeout:.0f} s for {what}; widget outputs on the page: {outputs}\n"
+                    f"voila log (tail):\n{log.read_text()[-2000:]}")
+
+
+def test_05_explorer_redraws_when_a_slider_moves(browser, tmp_path):
+    from selenium.webdriver.common.by import By
 
     log = tmp_path / "voila.log"
     server, url = serve("05_feature_visualisation.ipynb", log)
     try:
         open_page(browser, url, server, log)
-        wait = WebDriverWait(browser, 180)
-        wait.until(figure_hash)
+        wait_for(browser, figure_hash, log, "the explorer's first figure")
         before, query_x = figure_hash(browser), slider(browser, "query x")
         readout = query_x.find_element(By.CSS_SELECTOR, ".widget-readout")
         start = readout.text
         drag(browser, query_x, 40)
-        wait.until(lambda d: readout.text != start)
-        wait.until(lambda d: figure_hash(d) not in (None, before))
+        wait_for(browser, lambda d: readout.text != start, log, "the slider's readout to change")
+        wait_for(browser, lambda d: figure_hash(d) not in (None, before), log, "a new figure")
         keep_screenshot(browser, tmp_path, "05_explorer_browser.png")
     finally:
         server.terminate()
