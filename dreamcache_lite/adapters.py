@@ -16,6 +16,13 @@ paper's attention, on the tiny backbone, did not learn where to look even when t
 the target itself: the cache holds the transformer's input and the queries come after `proj_in`,
 two bases that random projections do not connect.
 
+`attention="positional"` is another option of this package: the paper's scaled dot product plus a
+learned relative-position bias per head, `-w * |p_query - p_token|^2` with cell centres `p` in the
+unit square (`w = exp(log_w)`, starting at POSITION_WEIGHT), so each query starts out leaning towards
+the reference's tokens at its own place and training decides how much (w -> 0: the paper's
+attention). It exists because content alone left the tiny backbone's finest layers unable to find
+their own tokens (the match probe in the README).
+
 The adapter replaces `attn1`'s processor (keeping the original one to compute `s`) and a
 forward pre-hook on the block hands it the raw block input `x`. All adapters read the active
 cache from one shared `ReferenceContext`, which also says which batch rows use which reference,
@@ -38,8 +45,10 @@ from .layers import select_layers
 ADAPTER_KIND = "dreamcache-lite/adapters"
 INITS = ("identity", "paper")
 INJECTIONS = ("concat", "sum")  # the paper's spatial concat (chosen) and spatial sum (an ablation)
-ATTENTIONS = ("paper", "cosine")  # the paper's scaled dot product; cosine similarity (an option)
+# the paper's scaled dot product; cosine similarity and a relative-position bias (this package's options)
+ATTENTIONS = ("paper", "cosine", "positional")
 COSINE_SCALE = 10.0               # initial logit scale of cosine attention (logits in [-10, 10])
+POSITION_WEIGHT = 1024.0          # initial w of positional attention: a neighbour one 16x16 cell away -4
 
 
 class ReferenceAttention(nn.Module):
@@ -60,6 +69,8 @@ class ReferenceAttention(nn.Module):
         if attention == "cosine":
             self.norm_cache = nn.LayerNorm(cache_dim)
             self.logit_scale = nn.Parameter(torch.tensor(float(COSINE_SCALE)).log())
+        if attention == "positional":
+            self.log_position_weight = nn.Parameter(torch.full((heads,), POSITION_WEIGHT).log())
 
     @torch.no_grad()
     def align_keys(self, proj_in: nn.Module) -> None:
@@ -80,21 +91,36 @@ class ReferenceAttention(nn.Module):
             return _centred_unit(self._split(self.to_k(self.norm_cache(cache_tokens)))), values
         return self._split(self.to_k(cache_tokens)), values
 
-    def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, return_weights: bool = False):
+    def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, return_weights: bool = False,
+                grid: tuple[int, int] | None = None):
+        """`grid`: the (h, w) of both the queries and the cached tokens (positional attention needs it)."""
         query = self._split(self.to_q(x))
         scale = query.shape[-1] ** -0.5
         if self.attention == "cosine":  # the learned scale rides on the queries: SDPA takes a float
             query, scale = _centred_unit(query) * self.logit_scale.exp(), 1.0
+        bias = None
+        if self.attention == "positional":
+            bias = -self.log_position_weight.exp()[:, None, None] * _squared_distances(grid, x.device, x.dtype)
         if return_weights:  # the explicit softmax, only when someone wants to look at it
-            weights = (query @ keys.transpose(-1, -2) * scale).softmax(-1)
+            logits = query @ keys.transpose(-1, -2) * scale
+            weights = (logits if bias is None else logits + bias).softmax(-1)
             out = weights @ values
         else:
-            out = F.scaled_dot_product_attention(query, keys, values, scale=scale)
+            out = F.scaled_dot_product_attention(query, keys, values, attn_mask=bias, scale=scale)
         out = self.to_out[0](out.transpose(1, 2).flatten(2))
         return (out, weights.mean(1)) if return_weights else out
 
     def _split(self, t: torch.Tensor) -> torch.Tensor:
         return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, N, d) -> (B, heads, N, d/heads)
+
+
+def _squared_distances(grid: tuple[int, int], device, dtype) -> torch.Tensor:
+    """(h*w, h*w) squared distances between the cell centres of an h x w grid on the unit square."""
+    h, w = grid
+    ys, xs = torch.meshgrid((torch.arange(h, device=device, dtype=dtype) + 0.5) / h,
+                            (torch.arange(w, device=device, dtype=dtype) + 0.5) / w, indexing="ij")
+    centres = torch.stack([ys.flatten(), xs.flatten()], dim=-1)
+    return torch.cdist(centres, centres).square()
 
 
 def _centred_unit(t: torch.Tensor) -> torch.Tensor:
@@ -134,9 +160,11 @@ class DreamCacheProcessor(nn.Module):
             if isinstance(module, (nn.Linear, nn.LayerNorm)):
                 module.reset_parameters()
         attn = self.attn_mem
-        if attn.attention == "cosine":
-            with torch.no_grad():
+        with torch.no_grad():
+            if attn.attention == "cosine":
                 attn.logit_scale.fill_(float(COSINE_SCALE)).log_()
+            if attn.attention == "positional":
+                attn.log_position_weight.fill_(float(POSITION_WEIGHT)).log_()
         if init == "identity":
             with torch.no_grad():
                 if self.linear_cat is None:
@@ -162,10 +190,12 @@ class DreamCacheProcessor(nn.Module):
         x = self.block_input.index_select(0, index)
         self._check_grid(x.shape[1])
         keys, values = self._keys_values(rows[active], x.dtype)
+        grid = ctx.cache.grids[self.layer]
         if ctx.record_attention:
-            m, ctx.attention[self.name] = self.attn_mem(self.norm_mem(x), keys, values, return_weights=True)
+            m, ctx.attention[self.name] = self.attn_mem(self.norm_mem(x), keys, values, return_weights=True,
+                                                        grid=grid)
         else:
-            m = self.attn_mem(self.norm_mem(x), keys, values)
+            m = self.attn_mem(self.norm_mem(x), keys, values, grid=grid)
         mine = s.index_select(0, index)
         mixed = mine + m if self.linear_cat is None else self.linear_cat(torch.cat([mine, m], dim=-1))
         return mixed if len(active) == s.shape[0] else s.index_copy(0, index, mixed)

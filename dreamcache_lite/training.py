@@ -39,7 +39,7 @@ class TrainConfig:
     layers: str | list = "paper"
     init: str = "identity"
     injection: str = "concat"           # or "sum" (the paper's spatial-sum ablation)
-    attention: str = "paper"            # or "cosine" (this package's option; see adapters.py)
+    attention: str = "paper"            # or "cosine" / "positional" (this package's options; see adapters.py)
     steps: int = 3000
     batch_size: int = 16
     grad_accum: int = 1

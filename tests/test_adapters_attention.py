@@ -1,10 +1,11 @@
-"""The reference attention option: the paper's scaled dot product and this package's cosine attention."""
+"""The reference attention options: the paper's scaled dot product, this package's cosine attention and its
+relative-position bias."""
 
 import pytest
 import torch
 
 from conftest import reference_cache, run, unet_inputs
-from dreamcache_lite.adapters import COSINE_SCALE, DreamCacheAdapters
+from dreamcache_lite.adapters import COSINE_SCALE, POSITION_WEIGHT, DreamCacheAdapters, _squared_distances
 
 
 def test_cosine_attention_starts_as_an_exact_no_op_with_keys_in_the_queries_basis(unet, inputs):
@@ -54,3 +55,36 @@ def test_cosine_attention_finds_the_own_token_when_the_reference_is_the_input(un
         fine = [w for w in maps.values() if w.shape[-1] == 256]
         hits[attention] = float(torch.stack([(w.argmax(-1) == torch.arange(256)).float().mean() for w in fine]).mean())
     assert hits["cosine"] > 0.5 > hits["paper"] + 0.3, hits
+
+
+def test_squared_distances_between_cell_centres():
+    d = _squared_distances((2, 4), "cpu", torch.float32)
+    assert d.shape == (8, 8) and torch.all(d.diagonal() == 0)
+    assert d[0, 1].item() == pytest.approx(0.25 ** 2) and d[0, 4].item() == pytest.approx(0.5 ** 2)
+
+
+def test_positional_attention_starts_at_its_own_place_and_its_weight_learns(unet, inputs):
+    """With queries and keys zeroed, only the bias is left: every query's strongest token is its own
+    cell; the explicit softmax (return_weights) and SDPA agree; the weight gets a gradient."""
+    plain = run(unet, inputs)
+    adapters = DreamCacheAdapters(unet, "paper", attention="positional")
+    cache = reference_cache(unet, batch=2)
+    with adapters.reference(cache):
+        assert torch.equal(run(unet, inputs), plain)  # identity init: linear_cat = [I | 0]
+    for proc in adapters.processors.values():
+        assert torch.allclose(proc.attn_mem.log_position_weight.exp(), torch.tensor(POSITION_WEIGHT))
+        proc.attn_mem.to_q.weight.data.zero_()
+        proc.linear_cat.weight.data.normal_(0, 0.1)
+    with torch.no_grad(), adapters.reference(cache):
+        fast = run(unet, inputs)
+        adapters.context.record_attention = True
+        assert torch.allclose(run(unet, inputs), fast, rtol=1e-4, atol=1e-5)
+        maps = dict(adapters.context.attention)
+    for w in maps.values():
+        assert torch.equal(w[0].argmax(-1), torch.arange(w.shape[-1]))
+    for p in adapters.parameters():
+        p.requires_grad_(True)
+    latents, t, text = inputs
+    with adapters.reference(cache):
+        unet(latents, t, encoder_hidden_states=text).sample.square().mean().backward()
+    assert all(proc.attn_mem.log_position_weight.grad.abs().sum() > 0 for proc in adapters.processors.values())

@@ -32,7 +32,9 @@ def test_sum_injection_uses_the_reference_once_trained(unet, inputs):
 
 
 @pytest.mark.parametrize("option, value, named, bad", [("injection", "sum", "'sum' injection", "product"),
-                                                     ("attention", "cosine", "'cosine' reference attention", "dot")])
+                                                     ("attention", "cosine", "'cosine' reference attention", "dot"),
+                                                     ("attention", "positional", "'positional' reference attention",
+                                                      "dot")])
 def test_options_round_trip_and_a_mismatch_is_named(unet, tmp_path, option, value, named, bad):
     adapters = DreamCacheAdapters(unet, "paper", init="paper", **{option: value})
     adapters.save(tmp_path / "adapters.safetensors")

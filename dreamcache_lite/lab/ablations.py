@@ -6,8 +6,8 @@
 
 `layers`, `injection` and `attention` change what is trained, so each value trains its own adapters
 (under `train.out/<layer preset>-<injection>[-<attention>]`, resumable; equal settings share one run)
-before the toy bench; `attention` ("paper" vs this package's "cosine" option) has no paper
-numbers; `cache_timestep` and `cache_prompt` change only the cache, so they reuse one set of trained
+before the toy bench; `attention` ("paper" vs this package's "cosine" and "positional" options) has
+no paper numbers; `cache_timestep` and `cache_prompt` change only the cache, so they reuse one set of trained
 adapters (the paper retrained for these; with fixed adapters the rows say how sensitive trained
 adapters are to the caching choice).
 Toy subject / prompt fidelity stand beside the paper's CLIP-I / CLIP-T (SD 1.5): compare trends,
@@ -31,10 +31,10 @@ PAPER = {  # CLIP-I, CLIP-T on SD 1.5 (paper.md, "Ablations")
     "injection": {"sum": (0.812, 0.293), "concat": (0.810, 0.298)},
     "cache_prompt": {"class": (0.811, 0.295), "empty": (0.810, 0.298)},
     "cache_timestep": {},  # studied at t in {1, 150, 300}, t = 1 chosen; no numbers given
-    "attention": {},  # not in the paper: "cosine" is this package's option
+    "attention": {},  # not in the paper: "cosine" and "positional" are this package's options
 }
 DEFAULTS = {"layers": list(LAYER_PRESETS), "injection": ["concat", "sum"], "cache_prompt": list(CACHE_PROMPTS),
-            "cache_timestep": [1, 150, 300], "attention": ["paper", "cosine"]}
+            "cache_timestep": [1, 150, 300], "attention": ["paper", "cosine", "positional"]}
 TRAINED = ("layers", "injection", "attention")  # factors that change what is trained
 
 

@@ -37,15 +37,17 @@ def test_layer_ablation_trains_one_set_of_adapters_per_preset(setting, tmp_path)
     assert "| mid+decoder |" in table and "0.810" in table
 
 
-def test_attention_ablation_trains_the_cosine_option_beside_the_paper(setting, tmp_path):
+def test_attention_ablation_trains_the_options_beside_the_paper(setting, tmp_path):
     pipe, proto, oracle = setting
     train = TrainConfig(out=str(tmp_path), steps=2, batch_size=2, checkpoint_every=100)
     rows = ablation("attention", pipe=pipe, proto=proto, generation=FAST, train=train, oracle=oracle,
                     progress=False)
-    assert [r["value"] for r in rows] == ["paper", "cosine"] and rows[1]["paper_clip_i"] is None
-    assert (tmp_path / "paper-concat" / "adapters.safetensors").is_file()
-    assert (tmp_path / "paper-concat-cosine" / "adapters.safetensors").is_file()
+    assert [r["value"] for r in rows] == ["paper", "cosine", "positional"]
+    assert rows[1]["paper_clip_i"] is None and rows[2]["paper_clip_i"] is None
+    for folder in ("paper-concat", "paper-concat-cosine", "paper-concat-positional"):
+        assert (tmp_path / folder / "adapters.safetensors").is_file()
     assert rows[1]["extra_params"] > rows[0]["extra_params"]  # the key norm and the learned scale
+    assert rows[2]["extra_params"] > rows[0]["extra_params"]  # one position weight per head
 
 
 def test_cache_ablations_reuse_trained_adapters(setting):

@@ -23,7 +23,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # The flags that keep Chromium off this machine's closed network and out of a sandbox it cannot make.
+# Voila's page links CDN files (Font Awesome, mermaid): every host but this one fails at once instead of
+# leaving the page loading until a DNS or connect timeout (a flaky 120 s hang seen in a full test run).
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1200,1600"]
 
@@ -71,9 +74,10 @@ def open_page(driver, url: str, server: subprocess.Popen, log: Path, timeout: fl
         try:
             driver.get(url)   # returns once Voila has executed the notebook and sent the page
             return
-        except Exception:
+        except Exception as err:
             if time.time() > deadline:
-                raise
+                pytest.fail(f"no page from voila in {timeout:.0f} s ({type(err).__name__}); voila log (tail):\n"
+                            f"{log.read_text()[-3000:]}")
             time.sleep(1)
 
 
