@@ -20,8 +20,8 @@ two bases that random projections do not connect.
 learned relative-position bias per head, `-w * |p_query - p_token|^2` with cell centres `p` in the
 unit square (`w = exp(log_w)`, starting at POSITION_WEIGHT), so each query starts out leaning towards
 the reference's tokens at its own place and training decides how much (w -> 0: the paper's
-attention). It exists because content alone left the tiny backbone's finest layers unable to find
-their own tokens (the match probe in the README).
+attention). It exists because content alone did not let the adapters find their own tokens even
+when the reference was the target itself (the copy task in the README's measurements).
 
 The adapter replaces `attn1`'s processor (keeping the original one to compute `s`) and a
 forward pre-hook on the block hands it the raw block input `x`. All adapters read the active
@@ -202,7 +202,8 @@ class DreamCacheProcessor(nn.Module):
 
     def _check_grid(self, num_tokens: int) -> None:
         h, w = self.context.cache.grids[self.layer]
-        if self.context.check_grid and num_tokens != h * w:
+        # positional attention compares places on both grids, so it never runs on mismatched ones
+        if (self.context.check_grid or self.attn_mem.attention == "positional") and num_tokens != h * w:
             raise ValueError(f"{self.layer}: the cache holds a {h}x{w} grid per reference, but the UNet runs "
                              f"{num_tokens} tokens here: the cache was made at another resolution; recompute it")
 
