@@ -32,6 +32,7 @@ so one batched UNet call can serve rows with and rows without the reference.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -114,13 +115,15 @@ class ReferenceAttention(nn.Module):
         return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, N, d) -> (B, heads, N, d/heads)
 
 
+@functools.lru_cache(maxsize=32)  # a constant per grid: not recomputed at every UNet call
 def _squared_distances(grid: tuple[int, int], device, dtype) -> torch.Tensor:
     """(h*w, h*w) squared distances between the cell centres of an h x w grid on the unit square."""
     h, w = grid
-    ys, xs = torch.meshgrid((torch.arange(h, device=device, dtype=dtype) + 0.5) / h,
-                            (torch.arange(w, device=device, dtype=dtype) + 0.5) / w, indexing="ij")
-    centres = torch.stack([ys.flatten(), xs.flatten()], dim=-1)
-    return torch.cdist(centres, centres).square()
+    with torch.inference_mode(False):  # an ordinary tensor, so training may reuse one made under inference_mode
+        ys, xs = torch.meshgrid((torch.arange(h, device=device, dtype=dtype) + 0.5) / h,
+                                (torch.arange(w, device=device, dtype=dtype) + 0.5) / w, indexing="ij")
+        centres = torch.stack([ys.flatten(), xs.flatten()], dim=-1)
+        return torch.cdist(centres, centres).square()
 
 
 def _centred_unit(t: torch.Tensor) -> torch.Tensor:
@@ -165,16 +168,14 @@ class DreamCacheProcessor(nn.Module):
                 attn.logit_scale.fill_(float(COSINE_SCALE)).log_()
             if attn.attention == "positional":
                 attn.log_position_weight.fill_(float(POSITION_WEIGHT)).log_()
-        if init == "identity":
-            with torch.no_grad():
-                if self.linear_cat is None:
-                    self.attn_mem.to_out[0].weight.zero_()
-                    self.attn_mem.to_out[0].bias.zero_()
-                else:
-                    dim = self.linear_cat.out_features
-                    self.linear_cat.weight.zero_()
-                    self.linear_cat.weight[:, :dim].copy_(torch.eye(dim))
-                    self.linear_cat.bias.zero_()
+            if init == "identity" and self.linear_cat is None:
+                attn.to_out[0].weight.zero_()
+                attn.to_out[0].bias.zero_()
+            elif init == "identity":
+                dim = self.linear_cat.out_features
+                self.linear_cat.weight.zero_()
+                self.linear_cat.weight[:, :dim].copy_(torch.eye(dim))
+                self.linear_cat.bias.zero_()
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
                  *args, **kwargs):
@@ -188,9 +189,8 @@ class DreamCacheProcessor(nn.Module):
             return s
         index = active.to(s.device)
         x = self.block_input.index_select(0, index)
-        self._check_grid(x.shape[1])
+        grid = self._grid(x.shape[1])
         keys, values = self._keys_values(rows[active], x.dtype)
-        grid = ctx.cache.grids[self.layer]
         if ctx.record_attention:
             m, ctx.attention[self.name] = self.attn_mem(self.norm_mem(x), keys, values, return_weights=True,
                                                         grid=grid)
@@ -200,12 +200,13 @@ class DreamCacheProcessor(nn.Module):
         mixed = mine + m if self.linear_cat is None else self.linear_cat(torch.cat([mine, m], dim=-1))
         return mixed if len(active) == s.shape[0] else s.index_copy(0, index, mixed)
 
-    def _check_grid(self, num_tokens: int) -> None:
+    def _grid(self, num_tokens: int) -> tuple[int, int]:
+        """The (h, w) of the cached grid, which must be the grid the UNet runs here."""
         h, w = self.context.cache.grids[self.layer]
-        # positional attention compares places on both grids, so it never runs on mismatched ones
-        if (self.context.check_grid or self.attn_mem.attention == "positional") and num_tokens != h * w:
+        if num_tokens != h * w:
             raise ValueError(f"{self.layer}: the cache holds a {h}x{w} grid per reference, but the UNet runs "
                              f"{num_tokens} tokens here: the cache was made at another resolution; recompute it")
+        return h, w
 
     def _keys_values(self, rows: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         ctx = self.context

@@ -30,7 +30,6 @@ class ReferenceContext:
         self.cache = None
         self.rows = None
         self.keys_values = {}
-        self.check_grid = True
         self.record_attention = False
         self.attention = {}
 
