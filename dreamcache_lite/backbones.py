@@ -74,9 +74,10 @@ ARCHITECTURES = {
                               projection_class_embeddings_input_dim=2816),
                          8, added_cond={"text_embeds": (1280,), "time_ids": (6,)}),
     # The embedded backbone: SD-shaped (mid-block transformer, three transformers per decoder level)
-    # but small enough to train and run on a laptop CPU; 64 px images, 16x16 latents.
+    # but small enough to train and run on a laptop CPU; 64 px images, 16x16 latents. Backbone v2 is
+    # 64/128/128 wide (v1: 32/64/128, whose UNet regressed the toy's identity detail to its mean).
     "tiny": Architecture("tiny", None,
-                         dict(_SD_COMMON, sample_size=16, block_out_channels=[32, 64, 128], norm_num_groups=8,
+                         dict(_SD_COMMON, sample_size=16, block_out_channels=[64, 128, 128], norm_num_groups=8,
                               down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
                               up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
                               attention_head_dim=4, cross_attention_dim=64), 4, text_tokens=16),

@@ -201,7 +201,8 @@ def cmd_train(args) -> int:
           f"in {(time.time() - start) / 60:.1f} min this run -> {cfg.out}/adapters.safetensors")
     if cfg.diagnostics_size:
         resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
-        held_out = make_dataset(cfg.dataset, resolution, cfg.seed + 1, describe_p=cfg.describe_p)  # not trained on
+        held_out = make_dataset(cfg.dataset, resolution, cfg.seed + 1, describe_p=cfg.describe_p,  # not trained on
+                                aligned=cfg.aligned_references)
         report = diagnose(pipe, adapters, held_out, size=cfg.diagnostics_size)
         Path(cfg.out, "diagnostics.json").write_text(json.dumps(report, indent=1))
         print("\n".join(summary_lines(report)))

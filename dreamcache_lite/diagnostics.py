@@ -2,7 +2,9 @@
 
 `reference_gain`: the denoising loss on one fixed batch of pairs with each sample's own reference,
 with none, and with another sample's (shuffled), per timestep band; `gain` = 1 - own / none
-(0: the reference is ignored). On *copy pairs* (`datasets.CopyPairs`: the reference is the target itself,
+(0: the reference is ignored); `subject_gain` is the same over the target subject's latent pixels only
+(where a reference can add identity: on the paper's pairs the rest of the picture is the prompt's
+business, so the whole-image gain is small even for adapters that carry the subject). On *copy pairs* (`datasets.CopyPairs`: the reference is the target itself,
 so the cache holds the clean answer) it tests the mechanism alone: adapters that cannot use an
 identical reference cannot personalise.
 
@@ -31,25 +33,35 @@ def _encoded(pipe, adapters, source, size: int, seed: int):
     batch = source.batch(0, size)
     gen = torch.Generator().manual_seed(seed)
     text, target, cache = encode_batch(pipe, adapters, batch, batch["caption"], noise_schedule, gen)
-    return noise_schedule, gen, text, target, cache
+    return noise_schedule, gen, text, target, cache, batch["mask"]
+
+
+def _subject_weights(mask: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """The subject's share of each latent pixel (area-averaged mask), broadcast over channels."""
+    return F.interpolate(mask.to(latent.device, latent.dtype), size=latent.shape[-2:], mode="area").expand_as(latent)
 
 
 @torch.no_grad()
 def reference_gain(pipe, adapters: DreamCacheAdapters, source, size: int = 48, bands=BANDS, seed: int = 5) -> dict:
-    """{"0-300": {"own", "none", "shuffled", "gain"}, ...}: the loss with the own / no / another
-    sample's reference and the gain, per timestep band; same batch and noise for all three."""
-    noise_schedule, gen, text, target, cache = _encoded(pipe, adapters, source, size, seed)
+    """{"0-300": {"own", "none", "shuffled", "gain", "subject_gain"}, ...}: the loss with the own / no /
+    another sample's reference and the gains (whole latent; subject pixels only), per timestep band;
+    same batch and noise for all three."""
+    noise_schedule, gen, text, target, cache, mask = _encoded(pipe, adapters, source, size, seed)
+    weights = _subject_weights(mask, target)
     out = {}
     for lo, hi in bands:
         noise = torch.randn(target.shape, generator=gen).to(target.device)
         t = torch.randint(lo, hi, (size,), generator=gen).to(target.device)
         noisy = noise_schedule.add_noise(target, noise, t)
-        losses = {}
+        losses, subject = {}, {}
         for name, rows in (("own", torch.arange(size)), ("none", torch.full((size,), -1)),
                            ("shuffled", torch.roll(torch.arange(size), 1))):
             with adapters.reference(cache, rows=rows):
-                losses[name] = F.mse_loss(pipe.unet(noisy, t, encoder_hidden_states=text).sample, noise).item()
-        out[f"{lo}-{hi}"] = {**losses, "gain": 1 - losses["own"] / losses["none"]}
+                squared = (pipe.unet(noisy, t, encoder_hidden_states=text).sample - noise) ** 2
+            losses[name] = squared.mean().item()
+            subject[name] = ((squared * weights).sum() / weights.sum()).item()
+        out[f"{lo}-{hi}"] = {**losses, "gain": 1 - losses["own"] / losses["none"],
+                             "subject_gain": 1 - subject["own"] / subject["none"]}
     return out
 
 
@@ -57,7 +69,7 @@ def reference_gain(pipe, adapters: DreamCacheAdapters, source, size: int = 48, b
 def attention_entropy(pipe, adapters: DreamCacheAdapters, source, size: int = 8, timestep: int = 500,
                       seed: int = 5) -> dict[str, float]:
     """Normalised attention entropy per adapter block (1 = uniform) on `size` pairs at `timestep`."""
-    noise_schedule, gen, text, target, cache = _encoded(pipe, adapters, source, size, seed)
+    noise_schedule, gen, text, target, cache, _ = _encoded(pipe, adapters, source, size, seed)
     noise = torch.randn(target.shape, generator=gen).to(target.device)
     t = torch.full((size,), timestep, device=target.device)
     with adapters.reference(cache):
@@ -81,6 +93,8 @@ def summary_lines(report: dict) -> list[str]:
     for kind, bands in report["reference_gain"].items():
         gains = "  ".join(f"t {band}: {row['gain']:+.3f}" for band, row in bands.items())
         lines.append(f"reference gain ({kind}): {gains}")
+        gains = "  ".join(f"t {band}: {row['subject_gain']:+.3f}" for band, row in bands.items())
+        lines.append(f"  on the subject's pixels: {gains}")
     entropy = report["attention_entropy"]
     lines.append(f"attention entropy (1 = uniform): mean {sum(entropy.values()) / len(entropy):.3f}, "
                  f"min {min(entropy.values()):.3f} over {len(entropy)} adapters")

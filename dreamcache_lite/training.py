@@ -60,6 +60,7 @@ class TrainConfig:
     n_identities: int | None = None
     describe_p: float = 0.5             # toy world: share of captions naming colour and pattern
     copy_task: bool = False             # every reference is its own target (datasets.CopyPairs)
+    aligned_references: bool = False    # toy world control: the reference sits where the target's subject does
     seed: int = 0
     workers: int = 0                    # DataLoader processes rendering pairs ahead (the bottleneck on a GPU)
     diagnostics_size: int = 48          # pairs for the reference-gain / attention diagnostics at the end (0: none)

@@ -65,8 +65,6 @@ def test_sdedit_keeps_the_start_image_at_low_strength():
     assert distance[0.1] < 0.25 * distance[1.0]
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped backbone is v1 (world v1); backbone v2 is below its SDEdit bar "
-                                       "and not shipped yet (issue: embedded backbone v2)")
 def test_shipped_backbone_was_trained_on_the_world_the_package_draws():
     from dreamcache_lite.lab.toyworld import WORLD_VERSION
 

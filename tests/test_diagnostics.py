@@ -15,12 +15,13 @@ def test_reference_gain_is_zero_for_identity_adapters_and_moves_once_they_use_th
     adapters = DreamCacheAdapters(pipe.unet, "paper")  # identity init: exact no-op
     gain = reference_gain(pipe, adapters, ToyPairs(), size=4)
     assert list(gain) == [f"{lo}-{hi}" for lo, hi in BANDS]
-    assert all(g["own"] == g["none"] == g["shuffled"] and g["gain"] == 0 for g in gain.values())
+    assert all(g["own"] == g["none"] == g["shuffled"] and g["gain"] == 0 == g["subject_gain"] for g in gain.values())
     adapters.uninstall()
     adapters = DreamCacheAdapters(pipe.unet, "paper", init="paper")
     for source in (ToyPairs(), CopyPairs(ToyPairs())):
         gain = reference_gain(pipe, adapters, source, size=4)
-        assert all(g["own"] != g["none"] and g["own"] != g["shuffled"] for g in gain.values())
+        assert all(g["own"] != g["none"] and g["own"] != g["shuffled"] and g["subject_gain"] != 0
+                   for g in gain.values())
 
 
 def test_attention_entropy_is_one_for_uniform_attention_and_lower_when_sharp():
@@ -33,3 +34,13 @@ def test_attention_entropy_is_one_for_uniform_attention_and_lower_when_sharp():
     adapters.uninstall()
     sharp = DreamCacheAdapters(pipe.unet, "paper", init="paper", attention="cosine")
     assert max(attention_entropy(pipe, sharp, ToyPairs(), size=2).values()) < 0.999
+
+
+def test_subject_weights_are_the_subject_share_of_each_latent_pixel():
+    from dreamcache_lite.diagnostics import _subject_weights
+
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :4, :2] = 1  # the top-left 4x2 pixels: latent pixel (0, 0) full, (1, 0) full, (0, 1) empty
+    weights = _subject_weights(mask, torch.zeros(1, 3, 4, 4))
+    assert weights.shape == (1, 3, 4, 4)
+    assert weights[0, :, 0, 0].eq(1).all() and weights[0, :, 1, 0].eq(1).all() and weights[0, :, 0, 1].eq(0).all()

@@ -8,6 +8,7 @@ folder, so `StableDiffusionPipeline.from_pretrained(path)` loads it offline.
 
 from __future__ import annotations
 
+import numpy as np
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
@@ -50,18 +51,39 @@ def build_unet():
     return ARCHITECTURES["tiny"].build_unet("cpu")
 
 
-def training_scheduler() -> DDPMScheduler:
-    return DDPMScheduler(**SD_SCHEDULE)
+def noise_schedule(snr_shift: float = 1.0) -> dict:
+    """Stable Diffusion's schedule, or (snr_shift != 1) the same one with every timestep's
+    signal-to-noise ratio multiplied by `snr_shift`, given to diffusers as `trained_betas`.
+
+    Why shift: a noise level destroys more of a small image than of a large one, because a large
+    image repeats each detail over more pixels (Hoogeboom et al. 2023, "simple diffusion"; SD3's
+    resolution shift). The toy's 16x16 latent has 16x fewer pixels than SD's 64x64, so at SD's SNR
+    1.44 (t = 300) a one-latent-pixel stripe is already gone; the shift gives the toy's timesteps
+    what SD's timesteps leave of a subject."""
+    if snr_shift == 1.0:
+        return dict(SD_SCHEDULE)
+    if snr_shift <= 0:
+        raise ValueError(f"snr_shift must be positive, got {snr_shift}")
+    t = SD_SCHEDULE["num_train_timesteps"]
+    betas = np.linspace(SD_SCHEDULE["beta_start"] ** 0.5, SD_SCHEDULE["beta_end"] ** 0.5, t) ** 2
+    alpha_bar = np.cumprod(1 - betas)
+    shifted = snr_shift * alpha_bar / (1 + (snr_shift - 1) * alpha_bar)  # SNR' = shift * SNR
+    betas = 1 - shifted / np.concatenate([[1.0], shifted[:-1]])
+    return dict(num_train_timesteps=t, trained_betas=[float(b) for b in betas])
 
 
-def sampling_scheduler() -> DDIMScheduler:
-    return DDIMScheduler(**SD_SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+def training_scheduler(snr_shift: float = 1.0) -> DDPMScheduler:
+    return DDPMScheduler(**noise_schedule(snr_shift))
 
 
-def assemble_pipeline(vae, text_encoder, tokenizer, unet) -> StableDiffusionPipeline:
+def sampling_scheduler(snr_shift: float = 1.0) -> DDIMScheduler:
+    return DDIMScheduler(**noise_schedule(snr_shift), clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+
+
+def assemble_pipeline(vae, text_encoder, tokenizer, unet, snr_shift: float = 1.0) -> StableDiffusionPipeline:
     return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=sampling_scheduler(), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+                                   scheduler=sampling_scheduler(snr_shift), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
 
 
 def random_pipeline(seed: int = 0) -> StableDiffusionPipeline:

@@ -512,13 +512,15 @@ def make_reference(identity: Identity, rng_or_seed, flip_p=0.5, erase_p=0.4) -> 
 
 
 def sample_training_pair(seed, n_identities: int | None = None, describe_p: float = 0.5,
-                         flip_p: float = 0.5) -> dict:
+                         flip_p: float = 0.5, aligned: bool = False) -> dict:
     """One training example: a training identity in a random scene, its caption and a reference
     cut from the target. If the target has an accessory or property change, the reference is cut
     from the same scene without them, so it shows the true identity at normal size and never
     leaks the accessory's outline. `describe_p` is the chance of the describing caption (colour and
     pattern words).
-    `flip_p` is the reference's pixel-flip probability (the paper's 0.5; 0 keeps glyphs readable)."""
+    `flip_p` is the reference's pixel-flip probability (the paper's 0.5; 0 keeps glyphs readable).
+    `aligned`: a control, not the paper's recipe -- the reference is the subject on white at its own
+    place and size in the target (not moved, rescaled or erased), so correspondence is given."""
     rng = np.random.default_rng(seed)
     idn = training_identity(int(rng.integers(n_identities or N_TRAIN_SEEDS)))
     scene = random_scene(rng)
@@ -529,8 +531,11 @@ def sample_training_pair(seed, n_identities: int | None = None, describe_p: floa
                         scale=scene.scale if scene.size == "normal" else 1.0)
         src, src_mask = render(idn, plain)
     describe = bool(rng.random() < describe_p)
+    reference = reference_from_target(src, src_mask, rng, flip_p=flip_p)
+    if aligned:
+        reference = np.where(src_mask[..., None], src, np.uint8(255))
     return dict(target=target, mask=mask, caption=caption(idn, scene, describe),
-                reference=reference_from_target(src, src_mask, rng, flip_p=flip_p), identity=idn, scene=scene)
+                reference=reference, identity=idn, scene=scene)
 
 
 def render_batch(n: int, seed: int, **kwargs) -> dict:

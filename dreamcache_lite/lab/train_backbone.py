@@ -55,6 +55,7 @@ class BackboneConfig:
     unet_channels: str = ""       # e.g. "64,128,128": a fresh UNet this wide (default: the `tiny` architecture's,
                                   # or init_from's UNet); the text encoder still comes from init_from
     ema_decay: float = 0.0        # > 0: export an exponential moving average of the UNet's weights
+    snr_shift: float = 1.0        # multiply the noise schedule's SNR at every timestep (tiny_backbone.noise_schedule)
     threads: int = 2
     device: str = "cpu"           # "cuda" on a GPU: minutes instead of hours (same data and noise)
     workers: int = 0              # DataLoader processes rendering the toy world (the bottleneck on a GPU)
@@ -136,7 +137,7 @@ def train_unet(cfg: BackboneConfig, vae):
     text_encoder, unet = text_encoder.to(cfg.device).train(), unet.to(cfg.device).train()
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-2)
-    noise_schedule = training_scheduler()
+    noise_schedule = training_scheduler(cfg.snr_shift)
     models = {"unet": unet, "text_encoder": text_encoder}
     if cfg.ema_decay > 0:
         models["ema_unet"] = ema = copy.deepcopy(unet).requires_grad_(False)
@@ -172,7 +173,7 @@ def train_unet(cfg: BackboneConfig, vae):
             save_checkpoint(root, step + 1, models, opt, {"loss": loss.item()}, keep=cfg.keep_checkpoints)
     log.close()
     final = models.get("ema_unet", unet)
-    return assemble_pipeline(vae, text_encoder.eval(), tokenizer, final.eval())
+    return assemble_pipeline(vae, text_encoder.eval(), tokenizer, final.eval(), cfg.snr_shift)
 
 
 def _initial_unet_and_text_encoder(cfg: BackboneConfig, tokenizer):

@@ -20,3 +20,22 @@ def test_a_config_names_its_pairs(tmp_path):
     assert isinstance(pairs, ToyPairs) and (pairs.seed, pairs.n_identities, pairs.describe_p) == (4, 2, 0.0)
     with pytest.raises(FileNotFoundError, match="_generation.png"):
         make_dataset(str(tmp_path), 64)
+
+
+def test_aligned_references_show_the_subject_where_the_target_has_it():
+    """The control: same targets and captions; the reference is the target's subject in place on white."""
+    from dreamcache_lite.lab import toyworld
+
+    moved = toyworld.render_batch(6, seed=11, flip_p=0.0)
+    aligned = toyworld.render_batch(6, seed=11, flip_p=0.0, aligned=True)
+    assert (moved["target"] == aligned["target"]).all() and moved["caption"] == aligned["caption"]
+    plain = [i for i, s in enumerate(aligned["scene"]) if s.accessory == "none" and not s.recolour and s.size == "normal"]
+    assert plain
+    for i in plain:  # nothing changed between target and reference scene: the subject's pixels are copied
+        mask = aligned["mask"][i]
+        assert (aligned["reference"][i][mask] == aligned["target"][i][mask]).all()
+        assert (aligned["reference"][i][~mask] == 255).all()
+    cfg = TrainConfig(aligned_references=True)
+    assert training_pairs(cfg, random_tiny_pipeline()).aligned
+    with pytest.raises(ValueError, match="toy-world control"):
+        make_dataset("some/folder", 64, aligned=True)

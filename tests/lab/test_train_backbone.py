@@ -60,3 +60,28 @@ def test_update_ema_moves_towards_the_model():
     before = ema.weight.detach().clone()
     update_ema(ema, model, 0.75)
     assert torch.allclose(ema.weight, 0.75 * before + 0.25 * model.weight)
+
+
+def test_snr_shift_multiplies_every_snr_and_travels_with_the_exported_pipeline(tmp_path):
+    """`snr_shift` k trains and samples with SNR'(t) = k SNR(t) (diffusers `trained_betas`); k = 1 is
+    SD's schedule itself; the exported folder's scheduler reloads the shifted schedule."""
+    import pytest
+    from diffusers import DDIMScheduler
+
+    from dreamcache_lite.lab.tiny_backbone import noise_schedule, training_scheduler
+
+    def snr(scheduler):
+        a = scheduler.alphas_cumprod.double()
+        return a / (1 - a)
+
+    assert noise_schedule(1.0) == noise_schedule()
+    assert "trained_betas" not in noise_schedule(1.0)
+    ratio = snr(training_scheduler(6.0)) / snr(training_scheduler(1.0))
+    assert torch.allclose(ratio, torch.full_like(ratio, 6.0), rtol=1e-3)
+    with pytest.raises(ValueError, match="snr_shift must be positive"):
+        noise_schedule(0.0)
+    cfg = BackboneConfig(out=str(tmp_path), vae_steps=1, vae_batch=2, vae_crop=32, unet_steps=1, unet_batch=2,
+                         decoder_steps=0, threads=1, snr_shift=6.0)
+    train_backbone(cfg, export_to=str(tmp_path / "export"))
+    loaded = DDIMScheduler.from_pretrained(tmp_path / "export", subfolder="scheduler")
+    assert torch.allclose(snr(loaded), snr(training_scheduler(6.0)))

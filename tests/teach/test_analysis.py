@@ -121,7 +121,7 @@ def test_reference_features_shapes_and_determinism(pipe):
     assert tokens["mid_block.attentions.0"].shape == (3, 16, 128)
     assert np.allclose(tokens["mid_block.attentions.0"].mean(1), feats["mid_block.attentions.0"], atol=1e-5)
     grid = an.reference_features(pipe, layers=["up_blocks.2.attentions.0"], latents=latents, pool=2)
-    assert grid["up_blocks.2.attentions.0"].shape == (3, 4 * 32)
+    assert grid["up_blocks.2.attentions.0"].shape == (3, 4 * infos["up_blocks.2.attentions.0"].channels)
 
 
 def test_layer_timestep_sweep(pipe):

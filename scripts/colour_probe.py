@@ -1,0 +1,131 @@
+"""Where do a subject's colours go after an SDEdit, and does the judge read them right?
+
+Scores colours the oracle's way (`oracle.colour_score`, the better body/pattern assignment for
+stripes and checks) from two readers: the oracle, and an ideal reader that takes the mean colour of
+the true body and pattern regions (the renderer's exact colours, eroded twice so outlines do not
+count). Three probes:
+
+    python scripts/colour_probe.py judge --backbone B    # oracle vs ideal reader: true scene, VAE, SDEdit
+    python scripts/colour_probe.py scale --backbone B    # ideal reader vs subject scale 0.7 / 1.0 / 1.45
+    python scripts/colour_probe.py freq --backbone B     # ideal reader vs pattern frequency x1 / x0.75 / x0.6
+
+`judge` uses the benchmark scenes (6 prompts without recolour per identity); `scale` and `freq`
+draw patterned subjects on white, two placements each, with the matching caption.
+"""
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dreamcache_lite.backbones import load_pipeline
+from dreamcache_lite.lab import oracle as orc
+from dreamcache_lite.lab import toyworld as tw
+from dreamcache_lite.pipeline import DreamCachePipeline
+
+
+def region_mean(image, truth, colour):
+    """Mean colour of `image` over the true scene's eroded region of exact colour `colour` (None if tiny)."""
+    region = np.all(np.abs(truth.astype(int) - (np.asarray(colour) * 255 + 0.5).astype(int)) <= 1, -1)
+    region = tw.erode(tw.erode(region))
+    return image[region].astype(float).mean(0) / 255 if region.sum() >= 4 else None
+
+
+def ideal_score(image, truth, idn):
+    body, pattern = region_mean(image, truth, idn.body), region_mean(image, truth, idn.pattern_colour)
+    if body is None or (idn.pattern != "plain" and pattern is None):
+        return None
+    return float(np.mean(orc._colour_score(body, idn.body if pattern is None else pattern, idn, False)))
+
+
+def sdedit(dc, prompts, truth, strength):
+    start = torch.from_numpy(truth).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return [np.asarray(dc(p, steps=25, text_scale=5.0, seed=k, init_images=start[k:k + 1], strength=strength,
+                          progress=False)[0]) for k, p in enumerate(prompts)]
+
+
+def sharpened_reads(oracle, images, tau):
+    """The oracle's colour reads with its colour-attention logits multiplied by `tau`."""
+    def colours(self, stem, low, pixels):
+        context = F.interpolate(self.colour_context(low), size=pixels.shape[-1], mode="bilinear", align_corners=False)
+        attn = ((self.colour_local(stem) + context) * tau).flatten(2).softmax(-1)
+        return torch.einsum("bkn,bcn->bkc", attn, pixels.flatten(2))
+    shipped, orc.Oracle._colours = orc.Oracle._colours, colours
+    try:
+        return oracle.read(images)
+    finally:
+        orc.Oracle._colours = shipped
+
+
+def judge(dc, identities, strength):
+    oracle = orc.Oracle.load()
+    specs = [s for s in tw.BENCHMARK_PROMPTS if s.size == "normal" and s.recolour is None][:6]
+    sets, owners = {"true": [], "vae": [], f"sdedit {strength}": []}, []
+    for idn in identities:
+        truth = np.stack([tw.render(idn, tw.benchmark_scene(spec, 0))[0] for spec in specs])
+        start = torch.from_numpy(truth).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+        sets["true"] += list(truth)
+        sets["vae"] += [np.asarray(i) for i in dc.decode(dc.encode_images(start))]
+        sets[f"sdedit {strength}"] += sdedit(dc, [tw.prompt_text(s, idn.class_name) for s in specs], truth, strength)
+        owners += [(idn, t) for t in truth]
+    out = {}
+    for name, images in sets.items():
+        row = {"ideal": np.mean([ideal_score(im, t, idn) for im, (idn, t) in zip(images, owners)])}
+        for tau in (1, 2, 8):
+            reads = sharpened_reads(oracle, np.stack(images), tau)
+            key = "oracle" if tau == 1 else f"oracle, attention logits x{tau}"
+            row[key] = np.mean([np.mean(orc._colour_score(reads["body"][k], reads["pattern_colour"][k], idn, False))
+                                for k, (idn, _) in enumerate(owners)])
+        out[name] = {k: round(float(v), 3) for k, v in row.items()}
+    return out
+
+
+def on_white(dc, identities, strength, variants):
+    """Ideal-reader colour score per variant: (label, scale, size word, frequency factor)."""
+    out = {}
+    for label, scale, size, freq in variants:
+        scores = []
+        for idn in identities:
+            if idn.pattern == "plain":
+                continue
+            idn = replace(idn, freq=idn.freq * freq)
+            scenes = [tw.Scene("white", "none", None, size, scale=scale, x=32 + dx, y=36 if size == "normal" else 34,
+                               flip=False, seed=j) for j, dx in enumerate((-2, 2))]
+            truth = np.stack([tw.render(idn, s)[0] for s in scenes])
+            prompt = tw._compose(idn.class_name, size, None, None, "none", "white")
+            for image, t in zip(sdedit(dc, [prompt] * len(scenes), truth, strength), truth):
+                score = ideal_score(image, t, idn)
+                if score is not None:
+                    scores.append(score)
+        out[label] = {"colour_score": round(float(np.mean(scores)), 3), "images": len(scores)}
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("probe", choices=["judge", "scale", "freq"])
+    parser.add_argument("--backbone", default="tiny")
+    parser.add_argument("--strength", type=float, default=0.3)
+    parser.add_argument("--identities", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    dc = DreamCachePipeline(load_pipeline(args.backbone))
+    identities = tw.benchmark_identities()[:args.identities]
+    if args.probe == "judge":
+        result = judge(dc, identities, args.strength)
+    elif args.probe == "scale":
+        result = on_white(dc, identities, args.strength,
+                          [(f"scale {s}", s, w, 1.0) for s, w in ((0.7, "normal"), (1.0, "normal"), (1.45, "giant"))])
+    else:
+        result = on_white(dc, identities, args.strength,
+                          [(f"frequency x{f}", 1.0, "normal", f) for f in (1.0, 0.75, 0.6)])
+    print(json.dumps({"command": "python " + " ".join(sys.argv), "results": result}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
