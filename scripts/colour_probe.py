@@ -74,13 +74,15 @@ def judge(dc, identities, strength):
         owners += [(idn, t) for t in truth]
     out = {}
     for name, images in sets.items():
-        row = {"ideal": np.mean([ideal_score(im, t, idn) for im, (idn, t) in zip(images, owners)])}
+        ideal = [ideal_score(im, t, idn) for im, (idn, t) in zip(images, owners)]
+        row = {"ideal": np.mean([x for x in ideal if x is not None]), "images": len(images),
+               "unreadable by the ideal reader (region < 4 px)": sum(x is None for x in ideal)}
         for tau in (1, 2, 8):
             reads = sharpened_reads(oracle, np.stack(images), tau)
             key = "oracle" if tau == 1 else f"oracle, attention logits x{tau}"
             row[key] = np.mean([np.mean(orc._colour_score(reads["body"][k], reads["pattern_colour"][k], idn, False))
                                 for k, (idn, _) in enumerate(owners)])
-        out[name] = {k: round(float(v), 3) for k, v in row.items()}
+        out[name] = {k: round(float(v), 3) if isinstance(v, float) else v for k, v in row.items()}
     return out
 
 

@@ -69,7 +69,7 @@ def noise_schedule(snr_shift: float = 1.0) -> dict:
     alpha_bar = np.cumprod(1 - betas)
     shifted = snr_shift * alpha_bar / (1 + (snr_shift - 1) * alpha_bar)  # SNR' = shift * SNR
     betas = 1 - shifted / np.concatenate([[1.0], shifted[:-1]])
-    return dict(num_train_timesteps=t, trained_betas=[float(b) for b in betas])
+    return dict(SD_SCHEDULE, trained_betas=[float(b) for b in betas])  # diffusers uses trained_betas when given
 
 
 def training_scheduler(snr_shift: float = 1.0) -> DDPMScheduler:
