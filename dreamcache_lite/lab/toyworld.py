@@ -531,7 +531,7 @@ def sample_training_pair(seed, n_identities: int | None = None, describe_p: floa
                         scale=scene.scale if scene.size == "normal" else 1.0)
         src, src_mask = render(idn, plain)
     describe = bool(rng.random() < describe_p)
-    reference = reference_from_target(src, src_mask, rng, flip_p=flip_p)
+    reference = reference_from_target(src, src_mask, rng, flip_p=flip_p)  # drawn either way: same random stream
     if aligned:
         reference = np.where(src_mask[..., None], src, np.uint8(255))
     return dict(target=target, mask=mask, caption=caption(idn, scene, describe),
