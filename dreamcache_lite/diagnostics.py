@@ -2,9 +2,10 @@
 
 `reference_gain`: the denoising loss on one fixed batch of pairs with each sample's own reference,
 with none, and with another sample's (shuffled), per timestep band; `gain` = 1 - own / none
-(0: the reference is ignored); `subject_gain` is the same over the target subject's latent pixels only
-(where a reference can add identity: on the paper's pairs the rest of the picture is the prompt's
-business, so the whole-image gain is small even for adapters that carry the subject). On *copy pairs* (`datasets.CopyPairs`: the reference is the target itself,
+(0: the reference is ignored); `subject_gain` is the same over the target subject's latent pixels
+only (where a reference can add identity: on the paper's pairs the rest of the picture is the
+prompt's business, so the whole-image gain is small even for adapters that carry the subject).
+On *copy pairs* (`datasets.CopyPairs`: the reference is the target itself,
 so the cache holds the clean answer) it tests the mechanism alone: adapters that cannot use an
 identical reference cannot personalise.
 
@@ -18,12 +19,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from .adapters import DreamCacheAdapters
 from .datasets import CopyPairs
-from .training import encode_batch  # the very encoding training uses
+from .training import encode_batch, subject_share  # the very encoding and mask training use
 
 BANDS = ((0, 300), (300, 600), (600, 1000))
 
@@ -38,7 +38,7 @@ def _encoded(pipe, adapters, source, size: int, seed: int):
 
 def _subject_weights(mask: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
     """The subject's share of each latent pixel (area-averaged mask), broadcast over channels."""
-    return F.interpolate(mask.to(latent.device, latent.dtype), size=latent.shape[-2:], mode="area").expand_as(latent)
+    return subject_share(mask, latent).expand_as(latent)
 
 
 @torch.no_grad()

@@ -131,10 +131,15 @@ def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: Tr
     return loss
 
 
+def subject_share(mask: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """(B, 1, h, w): the subject's share of each pixel of `latent`'s grid (the image mask, area-averaged)."""
+    return F.interpolate(mask.to(latent.device, latent.dtype), size=latent.shape[-2:], mode="area")
+
+
 def _denoising_loss(pred, noise, t, mask, cfg: TrainConfig, noise_schedule) -> torch.Tensor:
     squared = F.mse_loss(pred.float(), noise.float(), reduction="none")
     if cfg.subject_weight:  # the subject is a small share of the pixels; its detail is what the reference adds
-        mask = F.interpolate(mask.to(squared.device), size=squared.shape[-2:], mode="area")
+        mask = subject_share(mask, squared)
         weight = 1 + cfg.subject_weight * mask
         per_sample = (squared * weight).mean(dim=(1, 2, 3)) / weight.mean(dim=(1, 2, 3))
     else:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamcache_lite.backbones import load_pipeline
+from dreamcache_lite.images import signed_tensor
 from dreamcache_lite.lab import oracle as orc
 from dreamcache_lite.lab import toyworld as tw
 from dreamcache_lite.pipeline import DreamCachePipeline
@@ -42,8 +43,8 @@ def ideal_score(image, truth, idn):
     return float(np.mean(orc._colour_score(body, idn.body if pattern is None else pattern, idn, False)))
 
 
-def sdedit(dc, prompts, truth, strength):
-    start = torch.from_numpy(truth).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+def sdedit(dc, prompts, start, strength):
+    """Each start image (B, 3, H, W in [-1, 1]) re-noised to `strength` and denoised with its prompt."""
     return [np.asarray(dc(p, steps=25, text_scale=5.0, seed=k, init_images=start[k:k + 1], strength=strength,
                           progress=False)[0]) for k, p in enumerate(prompts)]
 
@@ -67,10 +68,10 @@ def judge(dc, identities, strength):
     sets, owners = {"true": [], "vae": [], f"sdedit {strength}": []}, []
     for idn in identities:
         truth = np.stack([tw.render(idn, tw.benchmark_scene(spec, 0))[0] for spec in specs])
-        start = torch.from_numpy(truth).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+        start = signed_tensor(truth)
         sets["true"] += list(truth)
         sets["vae"] += [np.asarray(i) for i in dc.decode(dc.encode_images(start))]
-        sets[f"sdedit {strength}"] += sdedit(dc, [tw.prompt_text(s, idn.class_name) for s in specs], truth, strength)
+        sets[f"sdedit {strength}"] += sdedit(dc, [tw.prompt_text(s, idn.class_name) for s in specs], start, strength)
         owners += [(idn, t) for t in truth]
     out = {}
     for name, images in sets.items():
@@ -99,7 +100,7 @@ def on_white(dc, identities, strength, variants):
                                flip=False, seed=j) for j, dx in enumerate((-2, 2))]
             truth = np.stack([tw.render(idn, s)[0] for s in scenes])
             prompt = tw._compose(idn.class_name, size, None, None, "none", "white")
-            for image, t in zip(sdedit(dc, [prompt] * len(scenes), truth, strength), truth):
+            for image, t in zip(sdedit(dc, [prompt] * len(scenes), signed_tensor(truth), strength), truth):
                 score = ideal_score(image, t, idn)
                 if score is not None:
                     scores.append(score)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from dreamcache_lite.backbones import load_pipeline
+from dreamcache_lite.images import signed_tensor
 from dreamcache_lite.lab.oracle import lab
 from dreamcache_lite.lab.toyworld import erode
 from dreamcache_lite.pipeline import DreamCachePipeline
@@ -65,7 +66,7 @@ def main():
         drawn = [tw.render(idn, tw.benchmark_scene(spec, 0)) for spec in specs]
         truth = np.stack([image for image, _ in drawn])
         masks = [erode(erode(mask)) for _, mask in drawn]
-        start = torch.from_numpy(truth).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+        start = signed_tensor(truth)
         rows.setdefault("vae", []).append(differences(dc.decode(dc.encode_images(start)), truth, masks))
         for strength in args.strengths:
             for scale in args.text_scales:

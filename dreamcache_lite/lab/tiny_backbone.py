@@ -65,6 +65,8 @@ def noise_schedule(snr_shift: float = 1.0) -> dict:
     if snr_shift <= 0:
         raise ValueError(f"snr_shift must be positive, got {snr_shift}")
     t = SD_SCHEDULE["num_train_timesteps"]
+    # SD's scaled_linear betas in float64 (diffusers computes them in float32, ~1e-4 apart after the
+    # shift): the shipped backbone's config holds exactly these, so its reproduce commands stay exact
     betas = np.linspace(SD_SCHEDULE["beta_start"] ** 0.5, SD_SCHEDULE["beta_end"] ** 0.5, t) ** 2
     alpha_bar = np.cumprod(1 - betas)
     shifted = snr_shift * alpha_bar / (1 + (snr_shift - 1) * alpha_bar)  # SNR' = shift * SNR

@@ -1,5 +1,6 @@
 """Issue 3: the backbone's three training stages run, checkpoint and resume (a few steps, random data)."""
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -65,7 +66,6 @@ def test_update_ema_moves_towards_the_model():
 def test_snr_shift_multiplies_every_snr_and_travels_with_the_exported_pipeline(tmp_path):
     """`snr_shift` k trains and samples with SNR'(t) = k SNR(t) (diffusers `trained_betas`); k = 1 is
     SD's schedule itself; the exported folder's scheduler reloads the shifted schedule."""
-    import pytest
     from diffusers import DDIMScheduler
 
     from dreamcache_lite.lab.tiny_backbone import noise_schedule, training_scheduler
