@@ -24,16 +24,18 @@ def random_erase(img, rng, p=0.4):
     return img
 
 
-def reference_from_target(image, mask, rng, flip_p=0.5, erase_p=0.4) -> np.ndarray:
+def reference_from_target(image, mask, rng, flip_p=0.5, erase_p=0.4, return_placement=False):
     """The paper's training reference: cut the masked subject out of a target, paste it on
     white at a random scale/position, h-flip the pixels (this mirrors glyph and pattern too;
-    pass flip_p=0 to keep them readable) and randomly erase. uint8 (64,64,3)."""
+    pass flip_p=0 to keep them readable) and randomly erase. uint8 (64,64,3).
+    `return_placement`: also return where each target pixel went (`map_to_reference`'s argument),
+    the ground truth a correspondence probe needs."""
     rng = np.random.default_rng(rng)
     size = image.shape[0]  # any square size: the same recipe serves real 512 px datasets
     out = np.full((size, size, 3), 255, np.uint8)
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
-        return out
+        return (out, None) if return_placement else out
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     crop = np.where(mask[y0:y1, x0:x1, None], image[y0:y1, x0:x1], 255).astype(np.uint8)
     f = rng.uniform(0.45, 0.85) * size / max(y1 - y0, x1 - x0)
@@ -41,6 +43,19 @@ def reference_from_target(image, mask, rng, flip_p=0.5, erase_p=0.4) -> np.ndarr
     crop = np.asarray(Image.fromarray(crop).resize((w, h), Image.BILINEAR))
     py, px = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
     out[py:py + h, px:px + w] = crop
-    if rng.random() < flip_p:
+    flip = rng.random() < flip_p
+    if flip:
         out = out[:, ::-1].copy()
-    return random_erase(out, rng, erase_p)
+    placement = dict(size=size, crop=(int(y0), int(x0), int(y1), int(x1)), paste=(int(py), int(px), h, w),
+                     flip=bool(flip))
+    out = random_erase(out, rng, erase_p)
+    return (out, placement) if return_placement else out
+
+
+def map_to_reference(placement: dict, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Target pixel coordinates (row, column; pixel i at i, fractions allowed) -> the same point of
+    the subject in the reference made by `reference_from_target(..., return_placement=True)`."""
+    y0, x0, y1, x1 = placement["crop"]
+    py, px, h, w = placement["paste"]
+    ry, rx = py + (y - y0) * h / (y1 - y0), px + (x - x0) * w / (x1 - x0)
+    return ry, (placement["size"] - 1 - rx if placement["flip"] else rx)

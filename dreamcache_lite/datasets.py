@@ -51,6 +51,10 @@ class CopyPairs:
     def batch(self, step: int, size: int) -> dict:
         batch = dict(self.source.batch(step, size))
         batch["reference"] = batch["target"]
+        if "correspondence" in batch:  # every subject pixel is its own answer
+            mask = batch["mask"].bool()
+            ys, xs = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in mask.shape[-2:]), indexing="ij")
+            batch["correspondence"] = torch.where(mask, torch.stack([ys, xs]), float("nan"))
         return batch
 
 

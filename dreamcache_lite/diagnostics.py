@@ -12,6 +12,9 @@ identical reference cannot personalise.
 `attention_entropy`: per adapter, the entropy of its attention over the cached tokens divided by
 log(number of tokens), averaged over queries: 1 is uniform (every cached token alike), lower
 means the adapter looks somewhere in particular.
+
+`attention_accuracy`: where the pairs know the truth (the toy world's), whether the adapters look at
+the right place: the reference cell that shows the same point of the subject.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from diffusers import DDPMScheduler
 
 from .adapters import DreamCacheAdapters
 from .datasets import CopyPairs
-from .training import encode_batch, subject_share  # the very encoding and mask training use
+from .training import correspondence_answers, encode_batch, subject_share  # what training uses
 
 BANDS = ((0, 300), (300, 600), (600, 1000))
 
@@ -33,7 +36,7 @@ def _encoded(pipe, adapters, source, size: int, seed: int):
     batch = source.batch(0, size)
     gen = torch.Generator().manual_seed(seed)
     text, target, cache = encode_batch(pipe, adapters, batch, batch["caption"], noise_schedule, gen)
-    return noise_schedule, gen, text, target, cache, batch["mask"]
+    return noise_schedule, gen, text, target, cache, batch
 
 
 def _subject_weights(mask: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
@@ -46,8 +49,8 @@ def reference_gain(pipe, adapters: DreamCacheAdapters, source, size: int = 48, b
     """{"0-300": {"own", "none", "shuffled", "gain", "subject_gain"}, ...}: the loss with the own / no /
     another sample's reference and the gains (whole latent; subject pixels only), per timestep band;
     same batch and noise for all three."""
-    noise_schedule, gen, text, target, cache, mask = _encoded(pipe, adapters, source, size, seed)
-    weights = _subject_weights(mask, target)
+    noise_schedule, gen, text, target, cache, batch = _encoded(pipe, adapters, source, size, seed)
+    weights = _subject_weights(batch["mask"], target)
     out = {}
     for lo, hi in bands:
         noise = torch.randn(target.shape, generator=gen).to(target.device)
@@ -65,26 +68,58 @@ def reference_gain(pipe, adapters: DreamCacheAdapters, source, size: int = 48, b
     return out
 
 
-@torch.no_grad()
-def attention_entropy(pipe, adapters: DreamCacheAdapters, source, size: int = 8, timestep: int = 500,
-                      seed: int = 5) -> dict[str, float]:
-    """Normalised attention entropy per adapter block (1 = uniform) on `size` pairs at `timestep`."""
-    noise_schedule, gen, text, target, cache, _ = _encoded(pipe, adapters, source, size, seed)
+def _attention_maps(pipe, adapters, source, size: int, timestep: int, seed: int):
+    """Each adapter's head-averaged attention on `size` pairs noised to `timestep`, with the cache and batch."""
+    noise_schedule, gen, text, target, cache, batch = _encoded(pipe, adapters, source, size, seed)
     noise = torch.randn(target.shape, generator=gen).to(target.device)
     t = torch.full((size,), timestep, device=target.device)
     with adapters.reference(cache):
         adapters.context.record_attention = True
         pipe.unet(noise_schedule.add_noise(target, noise, t), t, encoder_hidden_states=text)
-        maps = dict(adapters.context.attention)
+        return dict(adapters.context.attention), cache, batch
+
+
+@torch.no_grad()
+def attention_entropy(pipe, adapters: DreamCacheAdapters, source, size: int = 8, timestep: int = 500,
+                      seed: int = 5) -> dict[str, float]:
+    """Normalised attention entropy per adapter block (1 = uniform) on `size` pairs at `timestep`."""
+    maps, _, _ = _attention_maps(pipe, adapters, source, size, timestep, seed)
     return {name: float(-(w * w.clamp_min(1e-12).log()).sum(-1).mean() / math.log(w.shape[-1]))
             for name, w in maps.items()}
 
 
+@torch.no_grad()
+def attention_accuracy(pipe, adapters: DreamCacheAdapters, source, size: int = 16, timestep: int = 500,
+                       seed: int = 5) -> dict[str, dict[str, float]] | None:
+    """Per adapter block, against the true correspondence (pair sources that know it, like the toy
+    world's; None for others): `near`, the share of target subject cells whose strongest cached token
+    is the true reference cell or one of its 8 neighbours, and `on_subject`, the attention weight that
+    falls on the reference's subject rather than its white background."""
+    maps, cache, batch = _attention_maps(pipe, adapters, source, size, timestep, seed)
+    if "correspondence" not in batch:
+        return None
+    out = {}
+    for name, proc in adapters.processors.items():
+        h, w = cache.grids[proc.layer]
+        answer, valid, shown = correspondence_answers(batch["correspondence"], batch["reference"], (h, w))
+        weights = maps[name].cpu()
+        best = weights.argmax(-1)
+        near = ((best // w - answer // w).abs() <= 1) & ((best % w - answer % w).abs() <= 1)
+        on_subject = (weights * shown[:, None]).sum(-1)
+        count = valid.sum().clamp_min(1)
+        out[name] = {"near": float((near & valid).sum() / count), "on_subject": float((on_subject * valid).sum() / count)}
+    return out
+
+
 def diagnose(pipe, adapters: DreamCacheAdapters, source, size: int = 48, seed: int = 5) -> dict:
     """Everything above on `source` (the training pairs) and on its copy task."""
-    return {"reference_gain": {"pairs": reference_gain(pipe, adapters, source, size, seed=seed),
-                               "copy": reference_gain(pipe, adapters, CopyPairs(source), size, seed=seed)},
-            "attention_entropy": attention_entropy(pipe, adapters, source, seed=seed)}
+    report = {"reference_gain": {"pairs": reference_gain(pipe, adapters, source, size, seed=seed),
+                                 "copy": reference_gain(pipe, adapters, CopyPairs(source), size, seed=seed)},
+              "attention_entropy": attention_entropy(pipe, adapters, source, seed=seed)}
+    accuracy = attention_accuracy(pipe, adapters, source, seed=seed)
+    if accuracy is not None:
+        report["attention_accuracy"] = accuracy
+    return report
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -98,4 +133,9 @@ def summary_lines(report: dict) -> list[str]:
     entropy = report["attention_entropy"]
     lines.append(f"attention entropy (1 = uniform): mean {sum(entropy.values()) / len(entropy):.3f}, "
                  f"min {min(entropy.values()):.3f} over {len(entropy)} adapters")
+    if "attention_accuracy" in report:
+        rows = report["attention_accuracy"].values()
+        lines.append("attention vs the true correspondence, per adapter: strongest token at the true place or a "
+                     "neighbour " + " / ".join(f"{r['near']:.2f}" for r in rows) + "; weight on the subject "
+                     + " / ".join(f"{r['on_subject']:.2f}" for r in rows))
     return lines

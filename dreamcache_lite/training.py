@@ -52,6 +52,8 @@ class TrainConfig:
     cache_timestep: int = 1
     min_snr_gamma: float | None = None
     subject_weight: float = 0.0         # extra loss weight on the target's subject pixels, where identity lives
+    correspondence_weight: float = 0.0  # toy world: also teach the attention where to look (correspondence_loss)
+    correspondence_colour: float = 0.0  # ... counting every reference cell of the target cell's colour as right
     gradient_checkpointing: bool = False
     mixed_precision: str = "no"
     checkpoint_every: int = 250
@@ -105,13 +107,14 @@ def shard_rows(batch_size: int, accelerator) -> slice:
 
 
 def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: TrainConfig, gen: torch.Generator,
-                  noise_schedule: DDPMScheduler, rows: slice = slice(None), backward=None):
+                  noise_schedule: DDPMScheduler, rows: slice = slice(None), backward=None, parts: dict | None = None):
     """The eps-prediction loss of the micro-batch's `rows`, the UNet attending to their own references.
 
     `unet` is the (possibly accelerate-wrapped) trainable UNet; caching uses the bare `pipe.unet`.
     The random numbers are drawn for the whole batch first, then sliced to `rows`.
     `backward(loss)`, when given, runs while the references are still active: with gradient
     checkpointing the backward pass re-runs the blocks, and their adapters must see the same cache.
+    `parts`, when given, receives the loss's terms ("denoising", and "correspondence" when weighted).
     """
     draws = draw_randomness(pipe, batch, cfg, gen, noise_schedule.config.num_train_timesteps)
     batch = {k: v[rows] for k, v in batch.items()}
@@ -124,11 +127,71 @@ def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: Tr
     noise, t = draws["noise"].to(target.device), draws["t"].to(target.device)
     noisy = noise_schedule.add_noise(target, noise, t)
     with adapters.reference(cache, rows=reference_rows):
+        adapters.context.record_attention = bool(cfg.correspondence_weight)
         pred = unet(noisy, t, encoder_hidden_states=text).sample
         loss = _denoising_loss(pred, noise, t, batch["mask"], cfg, noise_schedule)
+        terms = {"denoising": loss.detach()}
+        if cfg.correspondence_weight:
+            if "correspondence" not in batch:
+                raise ValueError("correspondence_weight needs pairs that know where each target pixel lies in "
+                                 "its reference (the toy world's); this dataset has none")
+            active = reference_rows >= 0
+            terms["correspondence"] = torch.zeros((), device=loss.device)  # every row's reference dropped
+            if active.any():
+                terms["correspondence"] = correspondence_loss(adapters, batch["correspondence"][active],
+                                                              batch["reference"][active], batch["target"][active],
+                                                              cfg.correspondence_colour)
+                loss = loss + cfg.correspondence_weight * terms["correspondence"]
+                terms["correspondence"] = terms["correspondence"].detach()
+        if parts is not None:
+            parts.update(terms)
         if backward is not None:
             backward(loss)
     return loss
+
+
+def correspondence_answers(correspondence: torch.Tensor, reference: torch.Tensor, grid: tuple[int, int]
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """On an h x w token grid: for each target cell, the reference cell showing the same point of the
+    subject (`answer`, (B, h*w)); which target cells have one (`valid`: the cell's centre is on the
+    subject and its answer on a part of the reference that shows the subject, not erased); and which
+    reference cells show the subject (`shown`, (B, h*w)). `correspondence`: (B, 2, H, W) reference
+    pixel coordinates per target pixel, NaN off the subject (the toy world's pairs carry it)."""
+    h, w = grid
+    cell_h, cell_w = correspondence.shape[-2] // h, correspondence.shape[-1] // w
+    centres = correspondence[..., cell_h // 2::cell_h, cell_w // 2::cell_w].flatten(2)  # (B, 2, h*w)
+    iy = (centres[:, 0] // cell_h).clamp(0, h - 1).nan_to_num(0).long()
+    ix = (centres[:, 1] // cell_w).clamp(0, w - 1).nan_to_num(0).long()
+    answer = iy * w + ix
+    inked = (reference < 0.96).any(1, keepdim=True).float()  # not white (pixel < 250)
+    shown = F.adaptive_avg_pool2d(inked.to(correspondence.device), (h, w)).flatten(1) >= 0.5
+    return answer, centres[:, 0].isfinite() & shown.gather(1, answer), shown
+
+
+def correspondence_loss(adapters: DreamCacheAdapters, correspondence: torch.Tensor, reference: torch.Tensor,
+                        target: torch.Tensor | None = None, colour: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of the true reference cell under each adapter's (head-averaged) attention, over the
+    target cells that have one (`correspondence_answers`). Reads the maps the last UNet call recorded.
+
+    A laboratory option, not the paper's loss: the toy world knows where every target pixel lies in its
+    moved, rescaled reference. The frozen tiny UNet's features carry that correspondence (attention
+    trained on it finds the true cell or a neighbour for 0.54-0.99 of subject cells, by layer), but the
+    denoising loss alone does not teach it (scripts/correspondence_probe.py; README).
+    `colour` > 0: every shown reference cell whose mean colour lies within this distance (images in
+    [-1, 1], Euclidean over RGB) of the target cell's also counts as right (-log of the attention
+    on all of them): reading any cell of the same colour gives the colour, not only the same place."""
+    losses = []
+    for proc in adapters.processors.values():
+        grid = adapters.context.cache.grids[proc.layer]
+        answer, valid, shown = correspondence_answers(correspondence, reference, grid)
+        weights = adapters.context.attention[proc.name].to(correspondence.device)
+        right = F.one_hot(answer, weights.shape[-1]).bool()
+        if colour:
+            seen, looked_at = (F.adaptive_avg_pool2d(x, grid).flatten(2).transpose(1, 2) for x in (target, reference))
+            right |= (torch.cdist(seen, looked_at) < colour) & shown[:, None]
+        logp = (weights * right).sum(-1).clamp_min(1e-9).log()
+        losses.append(-(logp * valid).sum() / valid.sum().clamp_min(1))
+    return torch.stack(losses).mean()
 
 
 def subject_share(mask: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
@@ -216,12 +279,13 @@ def train_adapters(cfg: TrainConfig, pairs, pipe=None, resume: bool = True, prog
                          disable=not (progress and main)):
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(cfg, step)
-            total = 0.0
+            total, logged = 0.0, {}
             for micro in range(cfg.grad_accum):
                 with accelerator.accumulate(unet):
                     batch = next(loader)  # batch number step * grad_accum + micro
+                    parts = {}
                     loss = training_loss(pipe, unet, adapters, batch, cfg, _generator(cfg, step, micro),
-                                         noise_schedule, rows, backward=backward)
+                                         noise_schedule, rows, backward=backward, parts=parts)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss is {loss.item()} at step {step}: training stopped; "
                                                  f"the last checkpoint in {out / 'checkpoints'} is intact")
@@ -229,10 +293,15 @@ def train_adapters(cfg: TrainConfig, pairs, pipe=None, resume: bool = True, prog
                         accelerator.clip_grad_norm_(list(adapters.parameters()), cfg.max_grad_norm)
                     optimizer.step()
                     optimizer.zero_grad()
-                total += accelerator.reduce(loss.detach(), "mean").item() / cfg.grad_accum
+                total += accelerator.reduce(parts["denoising"], "mean").item() / cfg.grad_accum
+                if "correspondence" in parts:
+                    logged["correspondence"] = logged.get("correspondence", 0.0) + \
+                        accelerator.reduce(parts["correspondence"], "mean").item() / cfg.grad_accum
             if not main:
                 continue
-            log.write(json.dumps({"step": step + 1, "loss": total, "seconds": round(time.time() - began, 2)}) + "\n")
+            # "loss" is the denoising loss (comparable across runs); an auxiliary term is logged beside it
+            log.write(json.dumps({"step": step + 1, "loss": total, **logged,
+                                  "seconds": round(time.time() - began, 2)}) + "\n")
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 log.flush()
                 save_checkpoint(out / "checkpoints", step + 1, {"adapters": adapters}, optimizer,

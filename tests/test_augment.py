@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from dreamcache_lite.augment import random_erase, reference_from_target
+from dreamcache_lite.augment import map_to_reference, random_erase, reference_from_target
 
 
 def scene(size: int):
@@ -30,3 +30,19 @@ def test_augmentation_is_seeded_and_an_empty_mask_gives_white():
     assert np.array_equal(a, b)
     assert (reference_from_target(image, np.zeros_like(mask), 0) == 255).all()
     assert np.array_equal(random_erase(image.copy(), np.random.default_rng(0), p=0.0), image)
+
+
+def test_the_placement_maps_each_subject_pixel_onto_its_place_in_the_reference():
+    """The ground truth of correspondence: where the augmentation put each point of the subject."""
+    image, mask = scene(64)
+    image[16:24, 16:32] = (20, 20, 220)  # the square's top half blue: flips and moves must be followed
+    for seed in range(6):
+        plain = reference_from_target(image, mask, np.random.default_rng(seed), flip_p=0.5, erase_p=0.0)
+        ref, placement = reference_from_target(image, mask, np.random.default_rng(seed), flip_p=0.5, erase_p=0.0,
+                                               return_placement=True)
+        assert np.array_equal(plain, ref)  # asking for the placement draws no other random numbers
+        ys, xs = np.nonzero(mask)
+        ry, rx = map_to_reference(placement, ys, xs)
+        shown = ref[np.round(ry).astype(int).clip(0, 63), np.round(rx).astype(int).clip(0, 63)].astype(int)
+        assert (np.abs(shown - image[ys, xs]).sum(-1) < 60).mean() > 0.9
+    assert reference_from_target(image, np.zeros_like(mask), 0, return_placement=True)[1] is None

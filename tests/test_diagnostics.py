@@ -44,3 +44,31 @@ def test_subject_weights_are_the_subject_share_of_each_latent_pixel():
     weights = _subject_weights(mask, torch.zeros(1, 3, 4, 4))
     assert weights.shape == (1, 3, 4, 4)
     assert weights[0, :, 0, 0].eq(1).all() and weights[0, :, 1, 0].eq(1).all() and weights[0, :, 0, 1].eq(0).all()
+
+
+def test_attention_accuracy_scores_looking_at_the_true_place():
+    """Copies (reference = target): a hard positional read looks at the true cell of every subject
+    query; uniform attention does not; pairs that do not know the truth get no score."""
+    import math
+
+    from dreamcache_lite.diagnostics import attention_accuracy
+
+    pipe = random_tiny_pipeline()
+    copies = CopyPairs(ToyPairs())
+    exact = DreamCacheAdapters(pipe.unet, "paper", init="paper", attention="positional")
+    for proc in exact.processors.values():
+        proc.attn_mem.log_position_weight.data.fill_(math.log(1e6))  # query i reads cached token i
+    scores = attention_accuracy(pipe, exact, copies, size=2)
+    assert set(scores) == set(exact.processors)
+    assert all(s["near"] == 1.0 and s["on_subject"] == pytest.approx(1.0) for s in scores.values())
+    exact.uninstall()
+    uniform = DreamCacheAdapters(pipe.unet, "paper", init="paper")
+    for proc in uniform.processors.values():
+        torch.nn.init.zeros_(proc.attn_mem.to_q.weight)
+    assert max(s["near"] for s in attention_accuracy(pipe, uniform, copies, size=2).values()) < 0.5
+
+    class Unknown:  # a folder dataset: no correspondence
+        def batch(self, step, size):
+            return {k: v for k, v in ToyPairs().batch(step, size).items() if k != "correspondence"}
+
+    assert attention_accuracy(pipe, uniform, Unknown(), size=2) is None

@@ -139,3 +139,54 @@ def test_bf16_mixed_precision_trains(tmp_path):
     weights = load_file(tmp_path / "adapters.safetensors")
     assert all(torch.isfinite(v).all() and v.dtype == torch.float32 for v in weights.values())
     assert all(loss > 0 for loss in read_loss_log(tmp_path)[1])
+
+
+def test_correspondence_loss_rewards_attention_on_the_true_place(tmp_path):
+    """The toy-world option: cross-entropy of the true reference cell under the recorded attention.
+    Attention on the answer costs ~0, uniform attention log(tokens); trained with it the loss falls;
+    pairs that do not know the answer are refused by name."""
+    import math
+
+    from dreamcache_lite.adapters import DreamCacheAdapters
+    from dreamcache_lite.datasets import CopyPairs
+    from dreamcache_lite.lab.pairs import ToyPairs
+
+    pipe = random_tiny_pipeline()
+    adapters = DreamCacheAdapters(pipe.unet, "paper")
+    batch = CopyPairs(ToyPairs(seed=1)).batch(0, 2)
+    batch["reference"] = batch["reference"].clamp(max=0.0)  # every cell "inked", so the subject's cells count
+    from conftest import reference_cache
+
+    cache = reference_cache(pipe.unet, batch=2)  # 16 x 16 latents: the grids of the toy world's 64 px pairs
+    adapters.activate(cache)
+    for proc in adapters.processors.values():
+        n = math.prod(cache.grids[proc.layer])
+        adapters.context.attention[proc.name] = torch.full((2, n, n), 1.0 / n)
+    uniform = training.correspondence_loss(adapters, batch["correspondence"], batch["reference"]).item()
+    for proc in adapters.processors.values():
+        n = math.prod(cache.grids[proc.layer])
+        adapters.context.attention[proc.name] = torch.eye(n).expand(2, n, n)  # a copy: query i reads token i
+    exact = training.correspondence_loss(adapters, batch["correspondence"], batch["reference"]).item()
+    for proc in adapters.processors.values():
+        n = math.prod(cache.grids[proc.layer])
+        adapters.context.attention[proc.name] = torch.full((2, n, n), 1.0 / n)
+    any_colour = training.correspondence_loss(adapters, batch["correspondence"], batch["reference"],
+                                              batch["target"], colour=100.0).item()
+    adapters.uninstall()
+    assert exact < 1e-6 and uniform > 1.0
+    assert any_colour < 1e-5  # with every colour counted as right, every cell is an answer
+
+    cfg = small_config(tmp_path, steps=6, correspondence_weight=1.0, copy_task=True, lr=3e-3, checkpoint_every=6)
+    train(cfg, pipe=random_tiny_pipeline(), progress=False)
+    rows = training.loss_log(tmp_path / "run")
+    assert [r["step"] for r in rows] == list(range(1, 7)) and all("correspondence" in r for r in rows)
+
+    class NoAnswers:  # a folder dataset knows no correspondence
+        def batch(self, step, size):
+            out = dict(ToyPairs().batch(step, size))
+            del out["correspondence"]
+            return out
+
+    with pytest.raises(ValueError, match="correspondence"):
+        train_adapters(small_config(tmp_path / "b", correspondence_weight=1.0), NoAnswers(),
+                       pipe=random_tiny_pipeline(), progress=False)

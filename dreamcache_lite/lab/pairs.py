@@ -6,6 +6,8 @@ string (`--dataset toyworld`) is the laboratory's convenience.
 
 from __future__ import annotations
 
+import torch
+
 from .. import encoders
 from ..datasets import FolderPairs, pairs_batch
 from . import toyworld
@@ -28,7 +30,9 @@ class ToyPairs:
     def batch(self, step: int, size: int) -> dict:
         pairs = toyworld.render_batch(size, seed=self.seed * 1_000_003 + step, n_identities=self.n_identities,
                                       flip_p=0.0, describe_p=self.describe_p, aligned=self.aligned)
-        return pairs_batch(pairs["target"], pairs["reference"], pairs["caption"], pairs["mask"])
+        batch = pairs_batch(pairs["target"], pairs["reference"], pairs["caption"], pairs["mask"])
+        batch["correspondence"] = torch.from_numpy(pairs["correspondence"])  # for --correspondence-weight
+        return batch
 
 
 def make_dataset(source: str, resolution: int, seed: int = 0, on_error: str = "skip", n_identities=None,

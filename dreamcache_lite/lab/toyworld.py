@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from ..augment import random_erase as _random_erase
-from ..augment import reference_from_target
+from ..augment import map_to_reference, reference_from_target
 
 WORLD_VERSION = 3
 SIZE = 64
@@ -520,7 +520,10 @@ def sample_training_pair(seed, n_identities: int | None = None, describe_p: floa
     pattern words).
     `flip_p` is the reference's pixel-flip probability (the paper's 0.5; 0 keeps glyphs readable).
     `aligned`: a control, not the paper's recipe -- the reference is the subject on white at its own
-    place and size in the target (not moved, rescaled or erased), so correspondence is given."""
+    place and size in the target (not moved, rescaled or erased), so correspondence is given.
+    `correspondence`: (2, H, W) float32, for each target subject pixel the (y, x) pixel of the
+    reference showing the same point of the subject (NaN off the subject): the ground truth of
+    where an adapter should look, which only a procedural world knows."""
     rng = np.random.default_rng(seed)
     idn = training_identity(int(rng.integers(n_identities or N_TRAIN_SEEDS)))
     scene = random_scene(rng)
@@ -531,11 +534,18 @@ def sample_training_pair(seed, n_identities: int | None = None, describe_p: floa
                         scale=scene.scale if scene.size == "normal" else 1.0)
         src, src_mask = render(idn, plain)
     describe = bool(rng.random() < describe_p)
-    reference = reference_from_target(src, src_mask, rng, flip_p=flip_p)  # drawn either way: same random stream
+    # drawn either way: same random stream
+    reference, placement = reference_from_target(src, src_mask, rng, flip_p=flip_p, return_placement=True)
+    # where each target subject pixel lies in the source render (tiny/giant targets are cut from normal size)
+    ratio = (scene.scale if scene.size == "normal" else 1.0) / scene.scale
+    ys, xs = scene.y + (_YY - scene.y) * ratio, scene.x + (_XX - scene.x) * ratio
     if aligned:
         reference = np.where(src_mask[..., None], src, np.uint8(255))
+    elif placement is not None:
+        ys, xs = map_to_reference(placement, ys, xs)
+    correspondence = np.where(mask & (placement is not None), np.stack([ys, xs]), np.nan).astype(np.float32)
     return dict(target=target, mask=mask, caption=caption(idn, scene, describe),
-                reference=reference, identity=idn, scene=scene)
+                reference=reference, correspondence=correspondence, identity=idn, scene=scene)
 
 
 def render_batch(n: int, seed: int, **kwargs) -> dict:

@@ -39,3 +39,28 @@ def test_aligned_references_show_the_subject_where_the_target_has_it():
     assert training_pairs(cfg, random_tiny_pipeline()).aligned
     with pytest.raises(ValueError, match="toy-world control"):
         make_dataset("some/folder", 64, aligned=True)
+
+
+def test_pairs_know_where_each_target_pixel_lies_in_the_reference():
+    """`correspondence`: NaN off the subject; on plain scenes it points at the same colour in the
+    moved reference; for copies (reference = target) every pixel is its own answer."""
+    import numpy as np
+
+    from dreamcache_lite.datasets import CopyPairs
+    from dreamcache_lite.lab import toyworld
+
+    pairs = toyworld.render_batch(8, seed=3, flip_p=0.0)
+    for target, mask, reference, where, scene in zip(pairs["target"], pairs["mask"], pairs["reference"],
+                                                     pairs["correspondence"], pairs["scene"]):
+        assert where.shape == (2, 64, 64) and (np.isfinite(where[0]) == mask).all()
+        if scene.accessory == "none" and not scene.recolour and scene.size == "normal":
+            ys, xs = np.nonzero(mask)
+            ry, rx = (np.round(c[mask]).astype(int).clip(0, 63) for c in where)
+            same = np.abs(reference[ry, rx].astype(int) - target[ys, xs]).mean(-1) < 30
+            assert same.mean() > 0.6  # the rest: resampling blur at pattern edges, erased patches
+    batch = CopyPairs(ToyPairs(seed=3)).batch(0, 2)
+    ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    on = batch["mask"][:, 0].bool()
+    assert torch.equal(batch["correspondence"][:, 0][on], ys.expand(2, 64, 64)[on])
+    assert torch.equal(batch["correspondence"][:, 1][on], xs.expand(2, 64, 64)[on])
+    assert batch["correspondence"][:, 0][~on].isnan().all()

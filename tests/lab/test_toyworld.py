@@ -71,7 +71,7 @@ def test_reference_from_target_removes_the_background():
 
 def test_training_pair_and_batch():
     p = tw.sample_training_pair(11)
-    assert set(p) == {"target", "mask", "caption", "reference", "identity", "scene"}
+    assert set(p) == {"target", "mask", "caption", "reference", "correspondence", "identity", "scene"}
     q = tw.sample_training_pair(11)
     assert p["target"].tobytes() == q["target"].tobytes() and p["caption"] == q["caption"]
     b = tw.render_batch(4, seed=0)
