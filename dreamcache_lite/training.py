@@ -136,13 +136,12 @@ def training_loss(pipe, unet, adapters: DreamCacheAdapters, batch: dict, cfg: Tr
                 raise ValueError("correspondence_weight needs pairs that know where each target pixel lies in "
                                  "its reference (the toy world's); this dataset has none")
             active = reference_rows >= 0
-            terms["correspondence"] = torch.zeros((), device=loss.device)  # every row's reference dropped
+            auxiliary = torch.zeros((), device=loss.device)  # stays 0 when every row's reference is dropped
             if active.any():
-                terms["correspondence"] = correspondence_loss(adapters, batch["correspondence"][active],
-                                                              batch["reference"][active], batch["target"][active],
-                                                              cfg.correspondence_colour)
-                loss = loss + cfg.correspondence_weight * terms["correspondence"]
-                terms["correspondence"] = terms["correspondence"].detach()
+                auxiliary = correspondence_loss(adapters, batch["correspondence"][active], batch["reference"][active],
+                                                batch["target"][active], cfg.correspondence_colour)
+                loss = loss + cfg.correspondence_weight * auxiliary
+            terms["correspondence"] = auxiliary.detach()
         if parts is not None:
             parts.update(terms)
         if backward is not None:
