@@ -100,15 +100,32 @@ def attention_accuracy(pipe, adapters: DreamCacheAdapters, source, size: int = 1
         return None
     out = {}
     for name, proc in adapters.processors.items():
-        h, w = cache.grids[proc.layer]
-        answer, valid, shown = correspondence_answers(batch["correspondence"], batch["reference"], (h, w))
-        weights = maps[name].cpu()
-        best = weights.argmax(-1)
-        near = ((best // w - answer // w).abs() <= 1) & ((best % w - answer % w).abs() <= 1)
-        on_subject = (weights * shown[:, None]).sum(-1)
-        count = valid.sum().clamp_min(1)
-        out[name] = {"near": float((near & valid).sum() / count), "on_subject": float((on_subject * valid).sum() / count)}
+        grid = cache.grids[proc.layer]
+        truth = correspondence_answers(batch["correspondence"], batch["reference"], grid)
+        scores = attention_scores(maps[name].cpu(), *truth, grid)
+        out[name] = {k: scores[k] for k in ("near", "on_subject")}
     return out
+
+
+def attention_scores(weights: torch.Tensor, answer: torch.Tensor, valid: torch.Tensor, shown: torch.Tensor,
+                     grid: tuple[int, int]) -> dict[str, float]:
+    """Attention maps (B, queries, cached tokens) against `training.correspondence_answers`, averaged over
+    the valid queries: `top1` (strongest token = the true cell), `near` (the true cell or one of its 8
+    neighbours), `mass_near` (weight on those 9 cells), `on_subject` (weight on the reference's subject)
+    and `chance` (`top1` of a guess uniform over the subject's cells)."""
+    w = grid[1]
+    best = weights.argmax(-1)
+    cells = torch.arange(weights.shape[-1])
+
+    def neighbours(a, b):
+        return ((a // w - b // w).abs() <= 1) & ((a % w - b % w).abs() <= 1)
+
+    measures = {"top1": best == answer, "near": neighbours(best, answer),
+                "mass_near": (weights * neighbours(cells[None, None], answer[..., None])).sum(-1),
+                "on_subject": (weights * shown[:, None]).sum(-1),
+                "chance": (1.0 / shown.sum(-1, keepdim=True).clamp_min(1)).expand_as(answer)}
+    count = valid.sum().clamp_min(1)
+    return {k: float((v * valid).sum() / count) for k, v in measures.items()}
 
 
 def diagnose(pipe, adapters: DreamCacheAdapters, source, size: int = 48, seed: int = 5) -> dict:

@@ -8,7 +8,7 @@ reference is cut from the target, so every target subject pixel has a true place
 adapter layer and timestep band this script scores attentions against it, on held-out pairs:
 
 - `top1`: the query's strongest cached token is the true one; `near`: within one cell of it;
-- `mass_near` / `mass_subject`: the attention weight on the true cell and its neighbours / on the
+- `mass_near` / `on_subject`: the attention weight on the true cell and its neighbours / on the
   reference subject's cells (the rest falls on white background);
 - `chance`: `top1` of a guess uniform over the reference's subject cells.
 
@@ -36,6 +36,7 @@ from diffusers import DDPMScheduler
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.backbones import load_pipeline
 from dreamcache_lite.cache import cache_features, capture_block_inputs
+from dreamcache_lite.diagnostics import attention_scores
 from dreamcache_lite.encoders import encode_images, encode_text
 from dreamcache_lite.lab.pairs import ToyPairs
 from dreamcache_lite.layers import select_layers
@@ -81,18 +82,10 @@ def attention_weights(proc, x: torch.Tensor, cache_tokens: torch.Tensor, grid: t
 
 
 def score(weights: torch.Tensor, truth: torch.Tensor, grid: tuple[int, int]) -> dict:
-    """The module docstring's measures, pooled over every target cell that has a true answer."""
+    """The module docstring's measures (`diagnostics.attention_scores`), with the number of queries."""
     answer, valid, shown = truth[0], truth[1].bool(), truth[2].bool()
-    w = grid[1]
-    best = weights.argmax(-1)
-    neighbours = lambda a, b: ((a // w - b // w).abs() <= 1) & ((a % w - b % w).abs() <= 1)  # noqa: E731
-    cells = torch.arange(weights.shape[-1])
-    count = valid.sum().clamp_min(1)
-    measures = {"top1": best == answer, "near": neighbours(best, answer),
-                "mass_near": (weights * neighbours(cells[None, None], answer[..., None])).sum(-1),
-                "mass_subject": (weights * shown[:, None]).sum(-1),
-                "chance": (1.0 / shown.sum(-1, keepdim=True).clamp_min(1)).expand_as(answer)}
-    return {k: round(float((v * valid).sum() / count), 4) for k, v in measures.items()} | {"queries": int(count)}
+    scores = attention_scores(weights, answer, valid, shown, grid)
+    return {k: round(v, 4) for k, v in scores.items()} | {"queries": int(valid.sum())}
 
 
 def evaluate(adapters, feats: dict, grids: dict) -> dict:
@@ -176,14 +169,14 @@ def report(results: dict, summary: dict, out: Path) -> None:
     if "probe_loss" in summary:
         print(f"probe loss {summary['probe_loss']['first50']:.3f} -> {summary['probe_loss']['last50']:.3f}")
     for label, res in results.items():
-        print(f"\n{label}\n  layer band: top1 / near / mass_near / mass_subject (chance top1)")
+        print(f"\n{label}\n  layer band: top1 / near / mass_near / on_subject (chance top1)")
         for key, r in res.items():
-            print(f"  {key}: {r['top1']:.3f} / {r['near']:.3f} / {r['mass_near']:.3f} / {r['mass_subject']:.3f}"
+            print(f"  {key}: {r['top1']:.3f} / {r['near']:.3f} / {r['mass_near']:.3f} / {r['on_subject']:.3f}"
                   f" ({r['chance']:.3f}, {r['queries']} queries)")
 
 
 def plot(results: dict, path: Path) -> None:
-    """`near` and `mass_subject` per layer (bands pooled by their mean), one bar per attention."""
+    """`near` and `on_subject` per layer (bands pooled by their mean), one bar per attention."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,7 +185,7 @@ def plot(results: dict, path: Path) -> None:
     layers = list(dict.fromkeys(key.rsplit(" ", 1)[0] for key in next(iter(results.values()))))
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
     width = 0.8 / len(results)
-    for ax, measure in zip(axes, ("near", "mass_subject")):
+    for ax, measure in zip(axes, ("near", "on_subject")):
         for i, (label, res) in enumerate(results.items()):
             values = [np.mean([r[measure] for k, r in res.items() if k.startswith(layer + " ")]) for layer in layers]
             name = "trained: " + Path(label[len("trained: "):]).parent.name if label.startswith("trained: ") else label
@@ -200,7 +193,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, [n.replace(".attentions.", ".a") for n in layers],
                       fontsize=8)
         ax.set_title({"near": "true reference cell or a neighbour is the strongest (share of queries)",
-                      "mass_subject": "attention on the reference's subject"}[measure], fontsize=9)
+                      "on_subject": "attention on the reference's subject"}[measure], fontsize=9)
     axes[0].set_ylim(0, 1)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(results), fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
