@@ -21,9 +21,13 @@ from .layers import select_layers
 CACHE_KIND = "dreamcache-lite/feature-cache"
 
 
+# Stable Diffusion's training noise schedule (alpha_bar(1) ~ 0.998); the tiny backbone's is built from it
+SD_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+
+
 def sd_noise_schedule() -> DDPMScheduler:
-    """Stable Diffusion's training noise schedule (alpha_bar(1) ~ 0.998), used when none is given."""
-    return DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
+    """Stable Diffusion's noise schedule, used when none is given."""
+    return DDPMScheduler(**SD_SCHEDULE)
 
 
 @dataclass

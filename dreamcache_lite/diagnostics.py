@@ -95,9 +95,9 @@ def attention_accuracy(pipe, adapters: DreamCacheAdapters, source, size: int = 1
     world's; None for others): `near`, the share of target subject cells whose strongest cached token
     is the true reference cell or one of its 8 neighbours, and `on_subject`, the attention weight that
     falls on the reference's subject rather than its white background."""
-    maps, cache, batch = _attention_maps(pipe, adapters, source, size, timestep, seed)
-    if "correspondence" not in batch:
+    if "correspondence" not in source.batch(0, 1):  # checked on one pair, before any UNet pass
         return None
+    maps, cache, batch = _attention_maps(pipe, adapters, source, size, timestep, seed)
     out = {}
     for name, proc in adapters.processors.items():
         grid = cache.grids[proc.layer]

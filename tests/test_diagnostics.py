@@ -71,4 +71,8 @@ def test_attention_accuracy_scores_looking_at_the_true_place():
         def batch(self, step, size):
             return {k: v for k, v in ToyPairs().batch(step, size).items() if k != "correspondence"}
 
+    def no_unet_pass(*args, **kwargs):
+        raise AssertionError("the UNet ran although the pairs cannot be scored")
+
+    pipe.unet.forward = no_unet_pass
     assert attention_accuracy(pipe, uniform, Unknown(), size=2) is None

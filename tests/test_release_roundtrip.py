@@ -16,11 +16,11 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.backbones import ARCHITECTURES
-from dreamcache_lite.cache import CACHE_KIND, cache_features
+from dreamcache_lite.cache import CACHE_KIND, SD_SCHEDULE, cache_features
 from dreamcache_lite.cli import main
 from dreamcache_lite.files import load_tensors
 from dreamcache_lite.official import PREFIX, convert_official
-from dreamcache_lite.lab.tiny_backbone import SD_SCHEDULE, build_tokenizer
+from dreamcache_lite.lab.tiny_backbone import build_tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*meta parameter")  # the converter checks shapes on `meta`
 

@@ -14,10 +14,10 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
 from ..backbones import ARCHITECTURES
+from ..cache import SD_SCHEDULE
 from .toyworld import VOCABULARY
 
 SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
-SD_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:

@@ -530,9 +530,7 @@ def sample_training_pair(seed, n_identities: int | None = None, describe_p: floa
     target, mask = render(idn, scene)
     src, src_mask = target, mask
     if scene.recolour or scene.size != "normal" or scene.accessory != "none":
-        plain = replace(scene, accessory="none", recolour=None, size="normal",
-                        scale=scene.scale if scene.size == "normal" else 1.0)
-        src, src_mask = render(idn, plain)
+        src, src_mask = render(idn, _plain(scene))
     describe = bool(rng.random() < describe_p)
     # drawn either way: same random stream
     reference, placement = reference_from_target(src, src_mask, rng, flip_p=flip_p, return_placement=True)
@@ -540,12 +538,23 @@ def sample_training_pair(seed, n_identities: int | None = None, describe_p: floa
     ratio = (scene.scale if scene.size == "normal" else 1.0) / scene.scale
     ys, xs = scene.y + (_YY - scene.y) * ratio, scene.x + (_XX - scene.x) * ratio
     if aligned:
-        reference = np.where(src_mask[..., None], src, np.uint8(255))
+        reference = _on_white(src, src_mask)
     elif placement is not None:
         ys, xs = map_to_reference(placement, ys, xs)
     correspondence = np.where(mask & (placement is not None), np.stack([ys, xs]), np.nan).astype(np.float32)
     return dict(target=target, mask=mask, caption=caption(idn, scene, describe),
                 reference=reference, correspondence=correspondence, identity=idn, scene=scene)
+
+
+def _plain(scene: Scene) -> Scene:
+    """The scene without accessory or recolour, at normal size (tiny/giant: scale 1 at the same centre):
+    what a reference may show of the true identity."""
+    return replace(scene, accessory="none", recolour=None, size="normal",
+                   scale=scene.scale if scene.size == "normal" else 1.0)
+
+
+def _on_white(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.where(mask[..., None], image, np.uint8(255))
 
 
 def render_batch(n: int, seed: int, **kwargs) -> dict:
@@ -589,3 +598,10 @@ def benchmark_scene(spec: PromptSpec, seed: int) -> Scene:
     """A concrete Scene for a prompt: the spec's fields plus seeded placement and texture."""
     rng = np.random.default_rng(seed)
     return Scene(spec.background, spec.accessory, spec.recolour, spec.size, **_placement(rng, spec.size))
+
+
+def aligned_reference(identity: Identity, spec: PromptSpec, seed: int) -> np.ndarray:
+    """The `aligned` control's reference for a benchmark image: the subject on white where
+    `benchmark_scene(spec, seed)` draws it (plain, as `sample_training_pair(aligned=True)` makes them).
+    A control, not a reference a user could have: it knows where the generated subject will be."""
+    return _on_white(*render(identity, _plain(benchmark_scene(spec, seed))))

@@ -140,3 +140,20 @@ def test_no_accessory_covers_the_glyph(class_name):
         for flip in (False, True):
             img = tw.render(idn, tw.Scene(accessory=accessory, flip=flip))[0]
             assert (dark <= (img == round(0.07 * 255)).all(-1)).all(), (accessory, flip)
+
+
+def test_aligned_reference_of_a_benchmark_image_is_its_subject_in_place_on_white():
+    """The generation-time control (scripts/aligned_ceiling.py): for a plain prompt the reference copies
+    the true scene's subject pixels; a hat is left out and tiny/giant subjects are drawn at normal size."""
+    idn = tw.benchmark_identities()[3]
+    by_template = {spec.template: spec for spec in tw.BENCHMARK_PROMPTS}
+    beach = by_template["a {} on the beach"]
+    truth, mask = tw.render(idn, tw.benchmark_scene(beach, 1))
+    reference = tw.aligned_reference(idn, beach, 1)
+    assert (reference[mask] == truth[mask]).all() and (reference[~mask] == 255).all()
+    hat = tw.aligned_reference(idn, by_template["a {} wearing a hat"], 1)
+    plain_scene = tw.replace(tw.benchmark_scene(by_template["a {} wearing a hat"], 1), accessory="none")
+    assert (hat == np.where(tw.render(idn, plain_scene)[1][..., None], tw.render(idn, plain_scene)[0], 255)).all()
+    tiny_spec = by_template["a tiny {}"]
+    tiny = tw.aligned_reference(idn, tiny_spec, 1)
+    assert (tiny != 255).any(-1).sum() > 2 * tw.render(idn, tw.benchmark_scene(tiny_spec, 1))[1].sum()
