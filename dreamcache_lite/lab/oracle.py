@@ -236,6 +236,8 @@ def to_tensor(images) -> torch.Tensor:
         arr = arr[None]
     if arr.dtype != np.uint8:
         raise TypeError("numpy images must be uint8 (B,64,64,3); pass floats as a (B,3,64,64) tensor")
+    if not arr.flags.writeable:  # np.asarray(PIL image) is read-only; torch warns about sharing it
+        arr = arr.copy()
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255)
 
 

@@ -107,3 +107,19 @@ def test_reading_is_deterministic_and_input_format_agnostic(oracle, renders):
         assert np.array_equal(r1[k], r2[k]) if r1[k].dtype.kind in "USb" else np.allclose(r1[k], r2[k])
     assert np.array_equal(oracle.read(images)["embedding"], r1["embedding"])
     json.dumps({k: v.tolist() for k, v in r1.items()})  # plain numpy, serialisable
+
+
+def test_to_tensor_takes_read_only_images_without_a_warning():
+    """np.asarray of a PIL image (what the pipeline returns) is read-only: no PyTorch warning, same values."""
+    import warnings
+
+    from PIL import Image
+
+    from dreamcache_lite.lab.oracle import to_tensor
+
+    image = np.asarray(Image.new("RGB", (64, 64), (255, 0, 51)))
+    assert not image.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = to_tensor(image)
+    assert x.shape == (1, 3, 64, 64) and x[0, :, 0, 0].tolist() == pytest.approx([1.0, 0.0, 0.2])
