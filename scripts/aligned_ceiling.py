@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from dreamcache_lite.lab import toyworld as tw
-from dreamcache_lite.lab.evaluation import evaluate, measure_yardsticks, protocol, score, summarise
+from dreamcache_lite.lab.evaluation import evaluate, identity_gain, measure_yardsticks, protocol, score, summarise
 from dreamcache_lite.lab.oracle import Oracle
 from dreamcache_lite.pipeline import DreamCachePipeline, GenerationConfig
 
@@ -34,13 +34,10 @@ def evaluate_aligned(dc, proto, generation: GenerationConfig, oracle) -> dict:
     rows = []
     for idn in proto.identities:
         for seed in proto.seeds:
-            references = [tw.aligned_reference(idn, spec, seed) for spec in proto.prompts]
-            prompts = [tw.prompt_text(spec, idn.class_name) for spec in proto.prompts]
-            images = [np.asarray(dc([p], dc.cache_reference(r), generation, seed=seed, progress=False)[0])
-                      for p, r in zip(prompts, references)]
-            for i, spec in enumerate(proto.prompts):  # scored against its own reference
-                rows += score(oracle, np.stack(images[i:i + 1]), idn, [spec], prompts[i:i + 1], seed,
-                              references[i])
+            for spec in proto.prompts:  # each image scored against its own reference
+                reference, prompt = tw.aligned_reference(idn, spec, seed), tw.prompt_text(spec, idn.class_name)
+                image = dc([prompt], dc.cache_reference(reference), generation, seed=seed, progress=False)[0]
+                rows += score(oracle, np.asarray(image)[None], idn, [spec], [prompt], seed, reference)
     return summarise(rows)
 
 
@@ -90,12 +87,13 @@ def main():
     out = {"text_subject_fidelity": text, "vae_subject_fidelity": vae, "moved": moved, "aligned": aligned}
     for name in ("moved", "aligned"):
         s = out[name]
-        s["identity_gain"] = round((s["subject_fidelity"] - text) / (vae - text), 4)
+        s["identity_gain"] = identity_gain(s["subject_fidelity"], text, vae)
         print(f"{name:8s} subject {s['subject_fidelity']:.3f} gain {s['identity_gain']:.3f} "
               f"prompt {s['prompt_fidelity']:.3f} parts {s['subject_by_attribute']}", flush=True)
     print(f"text-only {text:.3f}, VAE ceiling {vae:.3f}")
     out.update(adapters=args.adapters, identities=len(proto.identities), seeds=len(proto.seeds),
-               ref_scale=args.ref_scale, text_scale=args.text_scale, command="python " + " ".join(sys.argv), seconds=round(time.time() - began))
+               ref_scale=args.ref_scale, text_scale=args.text_scale, command="python " + " ".join(sys.argv),
+               seconds=round(time.time() - began))
     (out_dir / f"s_ref{args.ref_scale:g}_s_txt{args.text_scale:g}.json").write_text(json.dumps(out, indent=1))
 
 

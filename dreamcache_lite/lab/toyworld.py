@@ -528,14 +528,13 @@ def sample_training_pair(seed, n_identities: int | None = None, describe_p: floa
     idn = training_identity(int(rng.integers(n_identities or N_TRAIN_SEEDS)))
     scene = random_scene(rng)
     target, mask = render(idn, scene)
-    src, src_mask = target, mask
-    if scene.recolour or scene.size != "normal" or scene.accessory != "none":
-        src, src_mask = render(idn, _plain(scene))
+    plain = _plain(scene)
+    src, src_mask = (target, mask) if plain == scene else render(idn, plain)
     describe = bool(rng.random() < describe_p)
     # drawn either way: same random stream
     reference, placement = reference_from_target(src, src_mask, rng, flip_p=flip_p, return_placement=True)
     # where each target subject pixel lies in the source render (tiny/giant targets are cut from normal size)
-    ratio = (scene.scale if scene.size == "normal" else 1.0) / scene.scale
+    ratio = plain.scale / scene.scale
     ys, xs = scene.y + (_YY - scene.y) * ratio, scene.x + (_XX - scene.x) * ratio
     if aligned:
         reference = _on_white(src, src_mask)

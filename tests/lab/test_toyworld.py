@@ -152,8 +152,9 @@ def test_aligned_reference_of_a_benchmark_image_is_its_subject_in_place_on_white
     reference = tw.aligned_reference(idn, beach, 1)
     assert (reference[mask] == truth[mask]).all() and (reference[~mask] == 255).all()
     hat = tw.aligned_reference(idn, by_template["a {} wearing a hat"], 1)
-    plain_scene = tw.replace(tw.benchmark_scene(by_template["a {} wearing a hat"], 1), accessory="none")
-    assert (hat == np.where(tw.render(idn, plain_scene)[1][..., None], tw.render(idn, plain_scene)[0], 255)).all()
+    plain, plain_mask = tw.render(idn, tw.replace(tw.benchmark_scene(by_template["a {} wearing a hat"], 1),
+                                                  accessory="none"))
+    assert (hat == np.where(plain_mask[..., None], plain, 255)).all()
     tiny_spec = by_template["a tiny {}"]
     tiny = tw.aligned_reference(idn, tiny_spec, 1)
     assert (tiny != 255).any(-1).sum() > 2 * tw.render(idn, tw.benchmark_scene(tiny_spec, 1))[1].sum()
