@@ -50,7 +50,7 @@ class TrainConfig:
     caption_dropout: float = 0.07
     reference_dropout: float = 0.05
     cache_timestep: int = 1
-    min_snr_gamma: float | None = None
+    min_snr_gamma: float | None = None  # Min-SNR weighting; 1 moves the gradient to high noise, where colour is set
     subject_weight: float = 0.0         # extra loss weight on the target's subject pixels, where identity lives
     correspondence_weight: float = 0.0  # toy world: also teach the attention where to look (correspondence_loss)
     correspondence_colour: float = 0.0  # ... counting every reference cell of the target cell's colour as right
