@@ -23,6 +23,13 @@ the reference's tokens at its own place and training decides how much (w -> 0: t
 attention). It exists because content alone did not let the adapters find their own tokens even
 when the reference was the target itself (the copy task in the README's measurements).
 
+`coarse_to_fine=S` (another option of this package, off by default) lets each adapter narrow its
+search with the attention of the adapter one octave coarser that ran before it in the same UNet call
+(an 8x8 layer for a 16x16 one): its logits get `S * log(P[parent(query), parent(token)] / 4 + eps)`,
+where `P` is the coarse adapter's head-averaged attention, detached. A uniform `P` adds a constant
+(no change). It exists because the toy's 16x16 layers find the true reference cell or a neighbour for
+only 0.64-0.82 of cells while the 8x8 layer finds it for all of them.
+
 The adapter replaces `attn1`'s processor (keeping the original one to compute `s`) and a
 forward pre-hook on the block hands it the raw block input `x`. All adapters read the active
 cache from one shared `ReferenceContext`, which also says which batch rows use which reference,
@@ -50,6 +57,7 @@ INJECTIONS = ("concat", "sum")  # the paper's spatial concat (chosen) and spatia
 ATTENTIONS = ("paper", "cosine", "positional")
 COSINE_SCALE = 10.0               # initial logit scale of cosine attention (logits in [-10, 10])
 POSITION_WEIGHT = 1024.0          # initial w of positional attention: a neighbour one 16x16 cell away -4
+PRIOR_FLOOR = 1e-4                # coarse-to-fine: a fine token whose parent got no attention keeps log(1e-4)
 
 
 class ReferenceAttention(nn.Module):
@@ -93,8 +101,9 @@ class ReferenceAttention(nn.Module):
         return self._split(self.to_k(cache_tokens)), values
 
     def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, return_weights: bool = False,
-                grid: tuple[int, int] | None = None):
-        """`grid`: the (h, w) of both the queries and the cached tokens (positional attention needs it)."""
+                grid: tuple[int, int] | None = None, prior: torch.Tensor | None = None):
+        """`grid`: the (h, w) of both the queries and the cached tokens (positional attention needs it);
+        `prior`: an optional (batch, queries, tokens) bias added to every head's logits (coarse-to-fine)."""
         query = self._split(self.to_q(x))
         scale = query.shape[-1] ** -0.5
         if self.attention == "cosine":  # the learned scale rides on the queries: SDPA takes a float
@@ -102,6 +111,8 @@ class ReferenceAttention(nn.Module):
         bias = None
         if self.attention == "positional":
             bias = -self.log_position_weight.exp()[:, None, None] * _squared_distances(grid, x.device, x.dtype)
+        if prior is not None:
+            bias = prior[:, None] if bias is None else bias + prior[:, None]
         if return_weights:  # the explicit softmax, only when someone wants to look at it
             logits = query @ keys.transpose(-1, -2) * scale
             weights = (logits if bias is None else logits + bias).softmax(-1)
@@ -126,6 +137,16 @@ def _squared_distances(grid: tuple[int, int], device, dtype) -> torch.Tensor:
         return torch.cdist(centres, centres).square()
 
 
+def coarse_prior(weights: torch.Tensor, coarse: tuple[int, int], strength: float) -> torch.Tensor:
+    """`strength * log` of a coarse attention (batch, hc*wc, hc*wc) spread over the 2x finer grid:
+    each fine query takes its parent's row, each fine token a quarter of its parent's weight."""
+    (h, w), batch = coarse, weights.shape[0]
+    fine = weights.detach().reshape(batch, h, w, h, w)
+    for dim in range(1, 5):
+        fine = fine.repeat_interleave(2, dim)
+    return strength * (fine.reshape(batch, 4 * h * w, 4 * h * w) / 4 + PRIOR_FLOOR).log()
+
+
 def _centred_unit(t: torch.Tensor) -> torch.Tensor:
     """Subtract each channel's mean over the tokens, then scale every token to unit length.
 
@@ -140,7 +161,7 @@ class DreamCacheProcessor(nn.Module):
     """The adapter of one transformer block, acting as its `attn1` processor."""
 
     def __init__(self, name: str, layer: str, dim: int, cache_dim: int, heads: int, context: ReferenceContext,
-                 injection: str = "concat", attention: str = "paper"):
+                 injection: str = "concat", attention: str = "paper", coarse_to_fine: float = 0.0):
         super().__init__()
         if injection not in INJECTIONS:
             raise ValueError(f"unknown injection {injection!r}; valid: {', '.join(INJECTIONS)}")
@@ -148,7 +169,8 @@ class DreamCacheProcessor(nn.Module):
         self.attn_mem = ReferenceAttention(dim, cache_dim, heads, attention)
         self.linear_cat = nn.Linear(2 * dim, dim) if injection == "concat" else None
         # Plain attributes, never submodules: they must not land in the adapter's state dict.
-        self.__dict__.update(base_processor=None, name=name, layer=layer, context=context, block_input=None)
+        self.__dict__.update(base_processor=None, name=name, layer=layer, context=context, block_input=None,
+                             coarse_to_fine=coarse_to_fine)
 
     def wrap(self, base_processor) -> None:
         """Remember the processor this adapter replaces; it still computes the frozen `s`."""
@@ -191,14 +213,26 @@ class DreamCacheProcessor(nn.Module):
         x = self.block_input.index_select(0, index)
         grid = self._grid(x.shape[1])
         keys, values = self._keys_values(rows[active], x.dtype)
-        if ctx.record_attention:
-            m, ctx.attention[self.name] = self.attn_mem(self.norm_mem(x), keys, values, return_weights=True,
-                                                        grid=grid)
+        prior = self._prior(grid)
+        if ctx.record_attention or self.coarse_to_fine:
+            m, weights = self.attn_mem(self.norm_mem(x), keys, values, return_weights=True, grid=grid, prior=prior)
+            if ctx.record_attention:
+                ctx.attention[self.name] = weights
+            if self.coarse_to_fine:
+                ctx.coarse_attention[grid] = weights  # for the adapters one octave finer, later in this call
         else:
             m = self.attn_mem(self.norm_mem(x), keys, values, grid=grid)
         mine = s.index_select(0, index)
         mixed = mine + m if self.linear_cat is None else self.linear_cat(torch.cat([mine, m], dim=-1))
         return mixed if len(active) == s.shape[0] else s.index_copy(0, index, mixed)
+
+    def _prior(self, grid: tuple[int, int]) -> torch.Tensor | None:
+        """Coarse-to-fine: the bias from the attention of this UNet call's adapter one octave coarser."""
+        if not self.coarse_to_fine or grid[0] % 2 or grid[1] % 2:
+            return None
+        coarse = (grid[0] // 2, grid[1] // 2)
+        weights = self.context.coarse_attention.get(coarse)
+        return None if weights is None else coarse_prior(weights, coarse, self.coarse_to_fine)
 
     def _grid(self, num_tokens: int) -> tuple[int, int]:
         """The (h, w) of the cached grid, which must be the grid the UNet runs here."""
@@ -232,9 +266,12 @@ class DreamCacheAdapters(nn.Module):
     """
 
     def __init__(self, unet, layers="paper", init: str = "identity", injection: str = "concat",
-                 attention: str = "paper", replace: bool = False):
+                 attention: str = "paper", replace: bool = False, coarse_to_fine: float = 0.0):
         """`replace=True` takes out adapters already installed on `unet` (a notebook cell run again);
-        without it they are an error: two sets would silently wrap one another."""
+        without it they are an error: two sets would silently wrap one another. `coarse_to_fine`: the
+        strength of the coarse-to-fine prior (module docstring; 0, the paper's attention: off)."""
+        if coarse_to_fine < 0:
+            raise ValueError(f"coarse_to_fine must be >= 0 (0: off), got {coarse_to_fine}")
         super().__init__()
         existing = installed_adapters(unet)
         if existing is not None:
@@ -247,6 +284,7 @@ class DreamCacheAdapters(nn.Module):
         self.fingerprint = backbone_fingerprint(unet)
         self.context = ReferenceContext()
         self.init, self.injection, self.attention = init, injection, attention
+        self.coarse_to_fine = float(coarse_to_fine)
         modules = dict(unet.named_modules())
         self.blocks: dict[str, nn.Module] = {}
         self.processors: dict[str, DreamCacheProcessor] = {}
@@ -257,7 +295,7 @@ class DreamCacheAdapters(nn.Module):
                 param = next(attn1.parameters())
                 with torch.device(param.device):
                     proc = DreamCacheProcessor(name, info.name, attn1.inner_dim, info.channels, attn1.heads,
-                                               self.context, injection, attention)
+                                               self.context, injection, attention, self.coarse_to_fine)
                 proc.to(param.dtype)
                 if param.device.type != "meta":
                     proc.reset_parameters(init)
@@ -298,6 +336,8 @@ class DreamCacheAdapters(nn.Module):
             block.attn1.set_processor(proc)
             self._hooks.append(block.register_forward_pre_hook(_remember_input(proc), with_kwargs=True))
             self._hooks.append(block.register_forward_hook(_forget_input(proc)))
+        # coarse-to-fine priors belong to one UNet call: never let a finer layer read the last call's
+        self._hooks.append(self.unet.register_forward_pre_hook(lambda module, args: self.context.coarse_attention.clear()))
 
     def uninstall(self) -> None:
         """Put the original processor objects back and remove the hooks."""
@@ -359,7 +399,8 @@ class DreamCacheAdapters(nn.Module):
     def metadata(self) -> dict:
         return {"fingerprint": self.fingerprint, "layers": [i.name for i in self.layers],
                 "channels": {i.name: i.channels for i in self.layers}, "blocks": list(self.processors),
-                "init": self.init, "injection": self.injection, "attention": self.attention}
+                "init": self.init, "injection": self.injection, "attention": self.attention,
+                "coarse_to_fine": self.coarse_to_fine}
 
     def save(self, path, extra: dict | None = None) -> None:
         save_tensors(path, self.state_dict(), ADAPTER_KIND, {**self.metadata(), "extra": extra or {}})
@@ -390,13 +431,16 @@ class DreamCacheAdapters(nn.Module):
         return meta
 
     @classmethod
-    def from_file(cls, unet, path, check_backbone: bool = True, replace: bool = False) -> "DreamCacheAdapters":
-        """Install adapters on the layers named in the file and load its weights."""
+    def from_file(cls, unet, path, check_backbone: bool = True, replace: bool = False,
+                  coarse_to_fine: float | None = None) -> "DreamCacheAdapters":
+        """Install adapters on the layers named in the file and load its weights. `coarse_to_fine`:
+        the prior's strength (None: the file's; it adds no weights, so any value loads)."""
         _, meta = load_tensors(path, ADAPTER_KIND)
         # every weight is overwritten by the file, so the init only matters as the file's provenance
         # (e.g. "official" for the authors' converted release)
         adapters = cls(unet, layers=meta["layers"], injection=meta.get("injection", "concat"),
-                       attention=meta.get("attention", "paper"), replace=replace)
+                       attention=meta.get("attention", "paper"), replace=replace,
+                       coarse_to_fine=meta.get("coarse_to_fine", 0.0) if coarse_to_fine is None else coarse_to_fine)
         try:
             adapters.load_weights(path, check_backbone=check_backbone)
         except Exception:

@@ -21,6 +21,7 @@ class ReferenceContext:
     keys_values: optional per-adapter projections of the cache, computed once per reference.
     record_attention: when True, each adapter keeps its last head-averaged attention map
         (rows with a reference, queries, cache tokens) in `attention[block name]`.
+    coarse_attention: coarse-to-fine adapters' head-averaged attention of the current UNet call, by grid.
     """
 
     def __init__(self):
@@ -32,6 +33,7 @@ class ReferenceContext:
         self.keys_values = {}
         self.record_attention = False
         self.attention = {}
+        self.coarse_attention = {}
 
     def rows_for(self, batch: int) -> torch.Tensor:
         """Cache row per UNet row, on the CPU (small, and deciding on it never waits for a GPU)."""

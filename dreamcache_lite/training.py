@@ -40,6 +40,7 @@ class TrainConfig:
     init: str = "identity"
     injection: str = "concat"           # or "sum" (the paper's spatial-sum ablation)
     attention: str = "paper"            # or "cosine" / "positional" (this package's options; see adapters.py)
+    coarse_to_fine: float = 0.0         # this package's option: finer adapters narrowed by coarser ones' attention
     steps: int = 3000
     batch_size: int = 16
     grad_accum: int = 1
@@ -245,7 +246,7 @@ def train_adapters(cfg: TrainConfig, pairs, pipe=None, resume: bool = True, prog
     with torch.random.fork_rng():  # the initial weights follow cfg.seed, the caller's RNG is left alone
         torch.manual_seed(cfg.seed)
         adapters = DreamCacheAdapters(pipe.unet, cfg.layers, init=cfg.init, injection=cfg.injection,
-                                      attention=cfg.attention, replace=replace)
+                                      attention=cfg.attention, replace=replace, coarse_to_fine=cfg.coarse_to_fine)
     for p in adapters.parameters():
         p.requires_grad_(True)
     if cfg.gradient_checkpointing:

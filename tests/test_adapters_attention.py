@@ -88,3 +88,55 @@ def test_positional_attention_starts_at_its_own_place_and_its_weight_learns(unet
     with adapters.reference(cache):
         unet(latents, t, encoder_hidden_states=text).sample.square().mean().backward()
     assert all(proc.attn_mem.log_position_weight.grad.abs().sum() > 0 for proc in adapters.processors.values())
+
+
+def test_coarse_prior_gives_each_fine_cell_its_parents_weight():
+    from dreamcache_lite.adapters import PRIOR_FLOOR, coarse_prior
+
+    weights = torch.zeros(1, 4, 4)  # a 2x2 grid: query cell 0 looks only at token cell 3
+    weights[0, 0, 3] = 1.0
+    prior = coarse_prior(weights, (2, 2), strength=2.0)
+    assert prior.shape == (1, 16, 16)
+    children_of_3 = [10, 11, 14, 15]  # the lower-right 2x2 cells of the 4x4 grid
+    for query in (0, 1, 4, 5):  # the children of query cell 0
+        expected = torch.full((16,), PRIOR_FLOOR).log() * 2
+        expected[children_of_3] = 2 * torch.tensor(0.25 + PRIOR_FLOOR).log()
+        assert torch.allclose(prior[0, query], expected)
+
+
+def test_coarse_to_fine_is_a_no_op_under_a_uniform_coarse_attention_and_changes_otherwise(unet, inputs):
+    """A uniform coarse attention adds the same bias to every token (softmax unchanged); a peaked one
+    changes the finer adapters' output; the strength and the option travel with the file."""
+    cache = reference_cache(unet, batch=2)
+    outputs = {}
+    for strength in (0.0, 1.0):
+        torch.manual_seed(0)
+        adapters = DreamCacheAdapters(unet, "paper", init="paper", coarse_to_fine=strength, replace=True)
+        with torch.no_grad(), adapters.reference(cache):
+            outputs[strength] = run(unet, inputs)
+            for proc in adapters.processors.values():  # zero queries: every attention uniform
+                proc.attn_mem.to_q.weight.zero_()
+            outputs[strength, "uniform"] = run(unet, inputs)
+    assert torch.allclose(outputs[1.0, "uniform"], outputs[0.0, "uniform"], atol=1e-6)
+    assert not torch.allclose(outputs[1.0], outputs[0.0], atol=1e-4)
+    with pytest.raises(ValueError, match="coarse_to_fine"):
+        DreamCacheAdapters(unet, "paper", coarse_to_fine=-1.0, replace=True)
+
+
+def test_coarse_to_fine_strength_round_trips_and_priors_do_not_outlive_a_unet_call(unet, inputs, tmp_path):
+    """With encoder layers too, the 16x16 encoder adapters run before any 8x8 one of the same call:
+    they must not read the 8x8 attention of the call before (the next denoising step's call)."""
+    torch.manual_seed(0)
+    adapters = DreamCacheAdapters(unet, "all", init="paper", coarse_to_fine=1.5)
+    adapters.save(tmp_path / "a.safetensors")
+    cache = reference_cache(unet, batch=2, layers="all")
+    with torch.no_grad(), adapters.reference(cache):
+        first = run(unet, inputs)
+        assert adapters.context.coarse_attention  # filled during the call
+    adapters.uninstall()
+    loaded = DreamCacheAdapters.from_file(unet, tmp_path / "a.safetensors")
+    assert loaded.coarse_to_fine == 1.5
+    latents, t, text = inputs
+    with torch.no_grad(), loaded.reference(cache):
+        unet(-latents, t, encoder_hidden_states=text)  # another call first, in the same reference
+        assert torch.allclose(run(unet, inputs), first, atol=1e-6)
