@@ -336,8 +336,8 @@ class DreamCacheAdapters(nn.Module):
             block.attn1.set_processor(proc)
             self._hooks.append(block.register_forward_pre_hook(_remember_input(proc), with_kwargs=True))
             self._hooks.append(block.register_forward_hook(_forget_input(proc)))
-        # coarse-to-fine priors belong to one UNet call: never let a finer layer read the last call's
-        self._hooks.append(self.unet.register_forward_pre_hook(lambda module, args: self.context.coarse_attention.clear()))
+        if self.coarse_to_fine:  # priors belong to one UNet call: never let a finer layer read the last call's
+            self._hooks.append(self.unet.register_forward_pre_hook(lambda module, args: self.context.coarse_attention.clear()))
 
     def uninstall(self) -> None:
         """Put the original processor objects back and remove the hooks."""

@@ -106,7 +106,7 @@ def test_coarse_prior_gives_each_fine_cell_its_parents_weight():
 
 def test_coarse_to_fine_is_a_no_op_under_a_uniform_coarse_attention_and_changes_otherwise(unet, inputs):
     """A uniform coarse attention adds the same bias to every token (softmax unchanged); a peaked one
-    changes the finer adapters' output; the strength and the option travel with the file."""
+    changes the finer adapters' output; a negative strength is refused."""
     cache = reference_cache(unet, batch=2)
     outputs = {}
     for strength in (0.0, 1.0):
