@@ -239,7 +239,7 @@ def train_adapters(cfg: TrainConfig, pairs, pipe=None, resume: bool = True, prog
                          "processes: pass a multiple of the process count (the batch size is the global batch)")
     rows = shard_rows(cfg.batch_size, accelerator)
     main = accelerator.is_main_process
-    pipe = pipe or load_pipeline(cfg.backbone, device=accelerator.device)
+    pipe = (pipe or load_pipeline(cfg.backbone)).to(accelerator.device)  # a GPU holds VAE and text encoder too
     noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)  # the pipeline keeps its sampler
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False).eval()

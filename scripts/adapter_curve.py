@@ -76,7 +76,8 @@ def main():
     minutes, points = minutes_at(run), []
     for checkpoint in list_checkpoints(run / "checkpoints"):
         adapters = DreamCacheAdapters(pipe.unet, config["layers"], injection=config["injection"],
-                                      attention=config.get("attention", "paper"))
+                                      attention=config.get("attention", "paper"),
+                                      coarse_to_fine=config.get("coarse_to_fine", 0.0))
         step = load_checkpoint(checkpoint, {"adapters": adapters})["step"]
         summary, _ = evaluate("dreamcache", DreamCachePipeline(pipe, adapters), proto,
                               GenerationConfig(ref_scale=args.ref_scale), oracle=oracle, progress=False,

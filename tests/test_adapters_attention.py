@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from conftest import reference_cache, run, unet_inputs
-from dreamcache_lite.adapters import COSINE_SCALE, POSITION_WEIGHT, DreamCacheAdapters, _squared_distances
+from dreamcache_lite.adapters import (COSINE_SCALE, POSITION_WEIGHT, DreamCacheAdapters, ReferenceAttention,
+                                    _squared_distances, coarse_prior)
 
 
 def test_cosine_attention_starts_as_an_exact_no_op_with_keys_in_the_queries_basis(unet, inputs):
@@ -91,7 +92,7 @@ def test_positional_attention_starts_at_its_own_place_and_its_weight_learns(unet
 
 
 def test_coarse_prior_gives_each_fine_cell_its_parents_weight():
-    from dreamcache_lite.adapters import PRIOR_FLOOR, coarse_prior
+    from dreamcache_lite.adapters import PRIOR_FLOOR
 
     weights = torch.zeros(1, 4, 4)  # a 2x2 grid: query cell 0 looks only at token cell 3
     weights[0, 0, 3] = 1.0
@@ -140,3 +141,19 @@ def test_coarse_to_fine_strength_round_trips_and_priors_do_not_outlive_a_unet_ca
     with torch.no_grad(), loaded.reference(cache):
         unet(-latents, t, encoder_hidden_states=text)  # another call first, in the same reference
         assert torch.allclose(run(unet, inputs), first, atol=1e-6)
+
+
+@pytest.mark.parametrize("attention", ["paper", "positional", "cosine"])
+def test_fused_and_explicit_attention_agree_under_a_prior(attention):
+    """The fused (SDPA) path that generation takes and the explicit softmax that records weights
+    must compute the same output when a coarse-to-fine prior is added."""
+    torch.manual_seed(0)
+    attn = ReferenceAttention(32, 32, 4, attention)
+    for p in attn.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x, cache = torch.randn(2, 64, 32), torch.randn(2, 64, 32)
+    keys, values = attn.keys_values(cache)
+    prior = coarse_prior(torch.rand(2, 16, 16).softmax(-1), (4, 4), 1.0)
+    explicit, _ = attn(x, keys, values, return_weights=True, grid=(8, 8), prior=prior)
+    fused = attn(x, keys, values, grid=(8, 8), prior=prior)
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-5)
