@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -228,6 +228,19 @@ def _resume(cfg: TrainConfig, adapters, optimizer, truncate: bool = True) -> int
     return state["step"]
 
 
+def adapters_for(unet, cfg: TrainConfig, replace: bool = False) -> DreamCacheAdapters:
+    """The adapters a run's config describes, installed on `unet`: what training builds, and what
+    reloading one of its checkpoints (weights only) must build again."""
+    return DreamCacheAdapters(unet, cfg.layers, init=cfg.init, injection=cfg.injection, attention=cfg.attention,
+                              replace=replace, coarse_to_fine=cfg.coarse_to_fine)
+
+
+def read_config(run) -> TrainConfig:
+    """The `TrainConfig` a run folder's config.json holds (keys of older versions ignored)."""
+    saved = json.loads((Path(run) / "config.json").read_text())
+    return TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
+
+
 def train_adapters(cfg: TrainConfig, pairs, pipe=None, resume: bool = True, progress: bool = True,
                    replace: bool = False) -> DreamCacheAdapters:
     """Train (or continue training) adapters on `pairs` (a pair source: `batch(step, size) -> dict`,
@@ -245,8 +258,7 @@ def train_adapters(cfg: TrainConfig, pairs, pipe=None, resume: bool = True, prog
         module.requires_grad_(False).eval()
     with torch.random.fork_rng():  # the initial weights follow cfg.seed, the caller's RNG is left alone
         torch.manual_seed(cfg.seed)
-        adapters = DreamCacheAdapters(pipe.unet, cfg.layers, init=cfg.init, injection=cfg.injection,
-                                      attention=cfg.attention, replace=replace, coarse_to_fine=cfg.coarse_to_fine)
+        adapters = adapters_for(pipe.unet, cfg, replace=replace)
     for p in adapters.parameters():
         p.requires_grad_(True)
     if cfg.gradient_checkpointing:

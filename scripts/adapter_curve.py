@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.backbones import load_pipeline
 from dreamcache_lite.checkpoints import list_checkpoints, load_checkpoint
 from dreamcache_lite.lab.evaluation import evaluate, measure_yardsticks, protocol
 from dreamcache_lite.lab.oracle import Oracle
 from dreamcache_lite.pipeline import DreamCachePipeline, GenerationConfig
+from dreamcache_lite.training import adapters_for, read_config
 
 
 def minutes_at(run: Path) -> dict[int, float]:
@@ -68,16 +68,14 @@ def main():
     if args.report:
         return plot(json.loads((out / "curve.json").read_text())["points"], out / "curve.png")
     torch.set_num_threads(args.threads)
-    config = json.loads((run / "config.json").read_text())
+    config = read_config(run)
     pipe = load_pipeline(args.backbone)
     oracle = Oracle.load(args.oracle)
     proto = protocol(seeds=args.seeds, identities=args.identities)
     yardsticks = measure_yardsticks(DreamCachePipeline(pipe), proto, oracle)
     minutes, points = minutes_at(run), []
     for checkpoint in list_checkpoints(run / "checkpoints"):
-        adapters = DreamCacheAdapters(pipe.unet, config["layers"], injection=config["injection"],
-                                      attention=config.get("attention", "paper"),
-                                      coarse_to_fine=config.get("coarse_to_fine", 0.0))
+        adapters = adapters_for(pipe.unet, config)
         step = load_checkpoint(checkpoint, {"adapters": adapters})["step"]
         summary, _ = evaluate("dreamcache", DreamCachePipeline(pipe, adapters), proto,
                               GenerationConfig(ref_scale=args.ref_scale), oracle=oracle, progress=False,

@@ -190,3 +190,15 @@ def test_correspondence_loss_rewards_attention_on_the_true_place(tmp_path):
     with pytest.raises(ValueError, match="correspondence"):
         train_adapters(small_config(tmp_path / "b", correspondence_weight=1.0), NoAnswers(),
                        pipe=random_tiny_pipeline(), progress=False)
+
+
+def test_a_checkpoint_rebuilt_from_the_runs_config_is_the_trained_adapters(tmp_path):
+    """Checkpoints hold weights only; `read_config` + `adapters_for` rebuild what training built,
+    options such as coarse_to_fine included (scripts/adapter_curve.py relies on it)."""
+    cfg = small_config(tmp_path, steps=2, coarse_to_fine=1.0)
+    trained = train(cfg, pipe=random_tiny_pipeline(), progress=False)
+    rebuilt = training.adapters_for(random_tiny_pipeline().unet, training.read_config(cfg.out))
+    load_checkpoint(list_checkpoints(tmp_path / "run" / "checkpoints")[-1], {"adapters": rebuilt})
+    assert rebuilt.metadata() == trained.metadata() and rebuilt.coarse_to_fine == 1.0
+    a, b = trained.state_dict(), rebuilt.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
