@@ -1,16 +1,18 @@
-"""Where do a subject's colours go after an SDEdit, and does the judge read them right?
+"""Where do a subject's colours go after an SDEdit (and with DreamCache), and does the judge read them right?
 
 Scores colours the oracle's way (`oracle.colour_score`, the better body/pattern assignment for
 stripes and checks) from two readers: the oracle, and an ideal reader that takes the mean colour of
 the true body and pattern regions (the renderer's exact colours, eroded twice so outlines do not
-count). Three probes:
+count). Four probes:
 
     python scripts/colour_probe.py judge --backbone B    # oracle vs ideal reader: true scene, VAE, SDEdit
     python scripts/colour_probe.py scale --backbone B    # ideal reader vs subject scale 0.7 / 1.0 / 1.45
     python scripts/colour_probe.py freq --backbone B     # ideal reader vs pattern frequency x1 / x0.75 / x0.6
+    python scripts/colour_probe.py blend --adapters A --ref-scales 1 3 6   # DreamCache's colours, see `blend`
 
 `judge` uses the benchmark scenes (6 prompts without recolour per identity); `scale` and `freq`
-draw patterned subjects on white, two placements each, with the matching caption.
+draw patterned subjects on white, two placements each, with the matching caption; `blend` reads
+DreamCache's body colours with the oracle, against text-only's and the true ones.
 """
 
 import argparse
@@ -22,9 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.backbones import load_pipeline
 from dreamcache_lite.images import signed_tensor
 from dreamcache_lite.lab import oracle as orc
+from dreamcache_lite.lab.evaluation import reference_image
 from dreamcache_lite.lab import toyworld as tw
 from dreamcache_lite.pipeline import DreamCachePipeline
 
@@ -108,18 +112,63 @@ def on_white(dc, identities, strength, variants):
     return out
 
 
+def body_lab(oracle, images) -> np.ndarray:
+    """The oracle's body-colour reads of PIL images, in CIELAB."""
+    return orc.lab(oracle.read(np.stack([np.asarray(i) for i in images]))["body"])
+
+
+def colour_landing(read, text, true) -> dict:
+    """How far one DreamCache read went from text-only's read towards the true colour (all CIELAB)."""
+    way = true - text
+    return dict(share=float((read - text) @ way / max(way @ way, 1e-6)), difference=float(np.linalg.norm(read - true)),
+                lightness=float(read[0] - true[0]), chroma=float(np.hypot(*read[1:]) - np.hypot(*true[1:])))
+
+
+def blend(dc, identities, ref_scales):
+    """Where DreamCache puts a subject's body colour between text-only's and the true one.
+
+    For subjects whose body colour is unambiguous (not stripes or checks) and prompts that keep it,
+    the oracle's CIELAB reads: `lambda` ("share") = the share of the way from text-only's colour (same
+    prompt and seed) to the true colour that the DreamCache image goes (0: text-only's, 1: the truth),
+    the colour difference to the truth, and its lightness and chroma errors (DreamCache minus truth)."""
+    oracle = orc.Oracle.load()
+    specs = [s for s in tw.BENCHMARK_PROMPTS[::3] if s.recolour is None]
+    identities = [i for i in identities if i.pattern not in orc.HALF_PATTERNS]
+    rows = {scale: [] for scale in ref_scales}
+    for idn in identities:
+        prompts = [tw.prompt_text(s, idn.class_name) for s in specs]
+        text = body_lab(oracle, dc(prompts, progress=False))
+        cache = dc.cache_reference(reference_image(idn))
+        true = orc.lab(np.asarray(idn.body))
+        for scale in ref_scales:
+            read = body_lab(oracle, dc(prompts, cache, ref_scale=scale, progress=False))
+            rows[scale] += [colour_landing(r, t, true) for r, t in zip(read, text)]
+    out = {f"s_ref {scale}": {"lambda median": round(float(np.median([r["share"] for r in landed])), 3),
+                              **{f"mean {k}": round(float(np.mean([r[k] for r in landed])), 3)
+                                 for k in ("share", "difference", "lightness", "chroma")}, "images": len(landed)}
+           for scale, landed in rows.items()}
+    return out | {"identities": [f"{i.class_name} ({i.pattern})" for i in identities]}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("probe", choices=["judge", "scale", "freq"])
+    parser.add_argument("probe", choices=["judge", "scale", "freq", "blend"])
     parser.add_argument("--backbone", default="tiny")
     parser.add_argument("--strength", type=float, default=0.3)
     parser.add_argument("--identities", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--adapters", help="blend: the adapters file")
+    parser.add_argument("--ref-scales", type=float, nargs="+", default=[1.0, 3.0, 6.0])
     args = parser.parse_args()
+    if args.probe == "blend" and not args.adapters:
+        parser.error("blend needs --adapters")
     torch.set_num_threads(args.threads)
-    dc = DreamCachePipeline(load_pipeline(args.backbone))
+    pipe = load_pipeline(args.backbone)
+    dc = DreamCachePipeline(pipe, DreamCacheAdapters.from_file(pipe.unet, args.adapters) if args.adapters else None)
     identities = tw.benchmark_identities()[:args.identities]
-    if args.probe == "judge":
+    if args.probe == "blend":
+        result = blend(dc, identities, args.ref_scales)
+    elif args.probe == "judge":
         result = judge(dc, identities, args.strength)
     elif args.probe == "scale":
         result = on_white(dc, identities, args.strength,
