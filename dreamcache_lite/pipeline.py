@@ -41,6 +41,13 @@ class GenerationConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+def three_branch_guidance(eps, text_scale: float, ref_scale: float) -> torch.Tensor:
+    """The paper's guidance from the three branches `eps` = (noref+neg, ref+prompt, ref+neg):
+    e(noref, neg) + s_txt (e(ref, prompt) - e(ref, neg)) + s_ref (e(ref, neg) - e(noref, neg))."""
+    plain, prompt, negative = eps
+    return plain + text_scale * (prompt - negative) + ref_scale * (negative - plain)
+
+
 class DreamCachePipeline:
     def __init__(self, pipe: StableDiffusionPipeline, adapters: DreamCacheAdapters | None = None):
         self.pipe = pipe
@@ -163,7 +170,7 @@ class DreamCachePipeline:
                 if cache is None:
                     guided = eps[0] + text_scale * (eps[1] - eps[0])
                 else:
-                    guided = eps[0] + text_scale * (eps[1] - eps[2]) + ref_scale * (eps[2] - eps[0])
+                    guided = three_branch_guidance(eps, text_scale, ref_scale)
                 latents = scheduler.step(guided, t, latents).prev_sample
                 if callback is not None:
                     callback(i, t, latents)

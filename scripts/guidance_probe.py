@@ -5,8 +5,8 @@
 
 Each variant is NAME[:key=value,...] with keys
   ref_scale, text_scale   s_ref and s_txt (default 3 and 5, the bench's)
-  low_t, low_ref_scale    s_ref below timestep low_t (reference guidance eased at low noise)
-  high_t, high_ref_scale  s_ref from timestep high_t up (reference guidance raised at high noise)
+  low_t, low_ref_scale    s_ref below timestep low_t (reference guidance eased at low noise; default: ref_scale)
+  high_t, high_ref_scale  s_ref from timestep high_t up (reference guidance raised at high noise; default: ref_scale)
   rescale                 phi of guidance rescale (Lin et al. 2023): the guided eps's std matched to
                           the conditional branch's, mixed by phi
   coarse_to_fine          the adapters' S at generation (default: the file's)
@@ -29,7 +29,7 @@ from dreamcache_lite.backbones import load_pipeline
 from dreamcache_lite.lab import evaluation
 from dreamcache_lite.lab import toyworld as tw
 from dreamcache_lite.lab.oracle import Oracle
-from dreamcache_lite.pipeline import DreamCachePipeline, GenerationConfig
+from dreamcache_lite.pipeline import DreamCachePipeline, GenerationConfig, three_branch_guidance
 
 DEFAULTS = dict(ref_scale=3.0, text_scale=5.0, low_t=0.0, low_ref_scale=None, high_t=1e9, high_ref_scale=None,
                 rescale=0.0, coarse_to_fine=None, negative_class=0.0)
@@ -43,16 +43,18 @@ def parse(variant: str) -> tuple[str, dict]:
         if key not in DEFAULTS:
             raise SystemExit(f"unknown key {key!r} in {variant!r}; valid: {', '.join(DEFAULTS)}")
         settings[key] = float(value)
+    for key in ("low_ref_scale", "high_ref_scale"):
+        settings[key] = settings["ref_scale"] if settings[key] is None else settings[key]
     return name, settings
 
 
 def guided(eps: torch.Tensor, t, v: dict) -> torch.Tensor:
-    """eps = e(noref, neg) + s_txt (e(ref, prompt) - e(ref, neg)) + s_ref(t) (e(ref, neg) - e(noref, neg))."""
-    plain, prompt, negative = eps.chunk(3)
-    ref_scale = (v["low_ref_scale"] if t < v["low_t"] else v["high_ref_scale"] if t >= v["high_t"] else None)
-    ref_scale = v["ref_scale"] if ref_scale is None else ref_scale
-    out = plain + v["text_scale"] * (prompt - negative) + ref_scale * (negative - plain)
+    """The pipeline's `three_branch_guidance` with s_ref(t), then (optionally) guidance rescale."""
+    ref_scale = v["low_ref_scale"] if t < v["low_t"] else v["high_ref_scale"] if t >= v["high_t"] else v["ref_scale"]
+    branches = eps.chunk(3)
+    out = three_branch_guidance(branches, v["text_scale"], ref_scale)
     if v["rescale"]:
+        prompt = branches[1]  # the fully conditional branch
         dims = list(range(1, out.ndim))
         rescaled = out * prompt.std(dim=dims, keepdim=True) / out.std(dim=dims, keepdim=True)
         out = v["rescale"] * rescaled + (1 - v["rescale"]) * out
