@@ -3,12 +3,13 @@
 Scores colours the oracle's way (`oracle.colour_score`, the better body/pattern assignment for
 stripes and checks) from two readers: the oracle, and an ideal reader that takes the mean colour of
 the true body and pattern regions (the renderer's exact colours, eroded twice so outlines do not
-count). Four probes:
+count). Five probes:
 
     python scripts/colour_probe.py judge --backbone B    # oracle vs ideal reader: true scene, VAE, SDEdit
     python scripts/colour_probe.py scale --backbone B    # ideal reader vs subject scale 0.7 / 1.0 / 1.45
     python scripts/colour_probe.py freq --backbone B     # ideal reader vs pattern frequency x1 / x0.75 / x0.6
     python scripts/colour_probe.py blend --adapters A --ref-scales 1 3 6   # DreamCache's colours, see `blend`
+    python scripts/colour_probe.py tokens                # does the cache carry colour? see `tokens`
 
 `judge` uses the benchmark scenes (6 prompts without recolour per identity); `scale` and `freq`
 draw patterned subjects on white, two placements each, with the matching caption; `blend` reads
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.backbones import load_pipeline
+from dreamcache_lite.encoders import encode_references
 from dreamcache_lite.images import signed_tensor
 from dreamcache_lite.lab import oracle as orc
 from dreamcache_lite.lab.evaluation import reference_image
@@ -150,9 +152,67 @@ def blend(dc, identities, ref_scales):
     return out | {"identities": [f"{i.class_name} ({i.pattern})" for i in identities]}
 
 
+def _on_white_at_random(identities, seed):
+    """One render per identity on white at a random place, scale in [0.9, 1.2], with its mask."""
+    rng = np.random.default_rng(seed)
+    images, masks = [], []
+    for idn in identities:
+        scale = rng.uniform(0.9, 1.2)
+        margin = tw.R_BASE * scale * 1.05
+        x, y = rng.uniform(margin, tw.SIZE - margin, 2)
+        image, mask = tw.render(idn, tw.Scene(x=float(x), y=float(y), scale=float(scale)))
+        images.append(image)
+        masks.append(mask)
+    return np.stack(images), np.stack(masks)
+
+
+def _cells(images, masks, grid, inside=0.95):
+    """Each grid cell's mean RGB in [0, 1] (B, N, 3), and which cells lie (almost) wholly on the subject."""
+    rgb = F.adaptive_avg_pool2d(torch.tensor(images).permute(0, 3, 1, 2).float() / 255, grid).flatten(2).transpose(1, 2)
+    share = F.adaptive_avg_pool2d(torch.tensor(masks)[:, None].float(), grid).flatten(1)
+    return rgb, share >= inside
+
+
+def tokens(dc, identities, n_train=400):
+    """Linear probes: how well a ridge regression reads a subject cell's mean colour from its cached
+    token (trained on training identities' references, scored on the held-out ones, CIELAB
+    difference), against the same probe on the VAE latent pooled to the layer's grid, and against
+    always answering the training cells' mean colour. If the tokens read as well as the latent, the
+    cache carries the colour and the adapters' value path (linear in the tokens) can pass it on."""
+    from sklearn.linear_model import RidgeCV
+
+    sets = {}
+    for name, ids, seed in (("train", [tw.training_identity(i) for i in range(n_train)], 1), ("test", identities, 2)):
+        images, masks = _on_white_at_random(ids, seed)
+        chunks = [list(images[i:i + 64]) for i in range(0, len(images), 64)]
+        caches = [dc.cache_reference(chunk) for chunk in chunks]
+        latents = torch.cat([encode_references(dc.pipe, chunk) for chunk in chunks])
+        sets[name] = (images, masks, {n: torch.cat([c.tokens[n] for c in caches]) for n in caches[0].layers}, latents)
+        grids = caches[0].grids
+    out = {}
+    for layer, grid in grids.items():
+        row = {"grid": list(grid)}
+        data = {}
+        for name, (images, masks, toks, latents) in sets.items():
+            rgb, inside = _cells(images, masks, grid)
+            pooled = F.adaptive_avg_pool2d(latents, grid).flatten(2).transpose(1, 2)
+            data[name] = (toks[layer][inside].numpy(), pooled[inside].numpy(), rgb[inside].numpy())
+        true = data["test"][2]
+        for k, what in ((0, "tokens"), (1, "latent")):
+            probe = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(data["train"][k], data["train"][2])
+            read = np.clip(probe.predict(data["test"][k]), 0, 1)
+            row[what] = {"R2": round(float(probe.score(data["test"][k], true)), 3),
+                         "mean colour difference": round(float(np.linalg.norm(orc.lab(read) - orc.lab(true), axis=-1).mean()), 1)}
+        constant = np.broadcast_to(data["train"][2].mean(0), true.shape)
+        row["constant's colour difference"] = round(float(np.linalg.norm(orc.lab(constant) - orc.lab(true), axis=-1).mean()), 1)
+        row["held-out cells"] = len(true)
+        out[layer] = row
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("probe", choices=["judge", "scale", "freq", "blend"])
+    parser.add_argument("probe", choices=["judge", "scale", "freq", "blend", "tokens"])
     parser.add_argument("--backbone", default="tiny")
     parser.add_argument("--strength", type=float, default=0.3)
     parser.add_argument("--identities", type=int, default=30)
@@ -168,6 +228,8 @@ def main():
     identities = tw.benchmark_identities()[:args.identities]
     if args.probe == "blend":
         result = blend(dc, identities, args.ref_scales)
+    elif args.probe == "tokens":
+        result = tokens(dc, identities)
     elif args.probe == "judge":
         result = judge(dc, identities, args.strength)
     elif args.probe == "scale":

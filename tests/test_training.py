@@ -104,6 +104,48 @@ def test_subject_weight_reweights_only_where_the_subject_is():
     assert loss(batch, subject_weight=4.0) != pytest.approx(plain, rel=1e-3)
 
 
+def test_snr_floor_weighs_the_noisiest_samples_as_if_their_snr_were_the_floor():
+    from dreamcache_lite.cache import sd_noise_schedule
+
+    schedule = sd_noise_schedule()
+    t = torch.tensor([100, 400, 999])
+    ratio = training.snr(schedule, t)
+    assert ratio[0] > 1 > ratio[1] > 0.25 > ratio[2]
+    pred, noise, mask = torch.ones(3, 4, 8, 8), torch.zeros(3, 4, 8, 8), torch.zeros(3, 1, 64, 64)
+
+    def loss(**changes):
+        return training._denoising_loss(pred, noise, t, mask, TrainConfig(**changes), schedule).item()
+
+    assert loss() == pytest.approx(1.0)
+    # Min-SNR 1: low noise down-weighted to SNR^-1, the rest 1; the floor lifts the noisiest to 0.25 / SNR
+    assert loss(min_snr_gamma=1.0) == pytest.approx((1 / ratio[0] + 2).item() / 3)
+    assert loss(min_snr_gamma=1.0, snr_floor=0.25) == pytest.approx((1 / ratio[0] + 1 + 0.25 / ratio[2]).item() / 3)
+
+
+def test_colour_loss_counts_a_latent_cells_mean_on_the_subject_not_its_detail():
+    ratio = torch.tensor([0.5])
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., :32, :32] = 1  # the subject: the top-left quarter
+    noise = torch.zeros(1, 4, 16, 16)
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None]) % 2 * 2.0 - 1  # mean 0 over every 2x2 cell
+    assert training.colour_loss(checker.expand(1, 4, 16, 16), noise, ratio, mask).item() == pytest.approx(0.0)
+    offset = torch.zeros(1, 4, 16, 16)
+    offset[..., :8, :8] = 0.1  # a wrong colour on the subject: x0 error 0.1 / sqrt(SNR)
+    assert training.colour_loss(offset, noise, ratio, mask).item() == pytest.approx(0.01 / 0.5)
+    elsewhere = torch.zeros(1, 4, 16, 16)
+    elsewhere[..., 8:, 8:] = 1.0  # off the subject: not counted
+    assert training.colour_loss(elsewhere, noise, ratio, mask).item() == pytest.approx(0.0)
+    assert training.colour_loss(offset, noise, ratio, torch.zeros_like(mask)).item() == 0.0  # no subject: no NaN
+
+
+def test_auxiliary_colour_term_is_logged_beside_the_denoising_loss(tmp_path):
+    pipe = random_tiny_pipeline()
+    train(small_config(tmp_path, steps=2, colour_weight=0.1, min_snr_gamma=1.0, snr_floor=0.25), pipe=pipe,
+          progress=False)
+    rows = training.loss_log(tmp_path / "run")
+    assert len(rows) == 2 and all(r["colour"] > 0 and r["loss"] > 0 for r in rows)
+
+
 def test_checkpoints_keep_the_newest_or_all(tmp_path):
     from dreamcache_lite.checkpoints import save_checkpoint
 
