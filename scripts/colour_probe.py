@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.backbones import load_pipeline
+from dreamcache_lite.cache import cache_features
 from dreamcache_lite.encoders import encode_references
 from dreamcache_lite.images import signed_tensor
 from dreamcache_lite.lab import oracle as orc
@@ -181,13 +182,16 @@ def tokens(dc, identities, n_train=400):
     cache carries the colour and the adapters' value path (linear in the tokens) can pass it on."""
     from sklearn.linear_model import RidgeCV
 
+    empty_prompt = dc.encode_text([""])
     sets = {}
     for name, ids, seed in (("train", [tw.training_identity(i) for i in range(n_train)], 1), ("test", identities, 2)):
         images, masks = _on_white_at_random(ids, seed)
-        chunks = [list(images[i:i + 64]) for i in range(0, len(images), 64)]
-        caches = [dc.cache_reference(chunk) for chunk in chunks]
-        latents = torch.cat([encode_references(dc.pipe, chunk) for chunk in chunks])
-        sets[name] = (images, masks, {n: torch.cat([c.tokens[n] for c in caches]) for n in caches[0].layers}, latents)
+        # each chunk encoded once, and cached the way `cache_reference` caches it (seed 0 per call)
+        latents = [encode_references(dc.pipe, list(images[i:i + 64])) for i in range(0, len(images), 64)]
+        caches = [cache_features(dc.pipe.unet, chunk, empty_prompt, timestep=1, scheduler=dc.pipe.scheduler,
+                                 generator=torch.Generator().manual_seed(0)) for chunk in latents]
+        sets[name] = (images, masks, {n: torch.cat([c.tokens[n] for c in caches]) for n in caches[0].layers},
+                      torch.cat(latents))
         grids = caches[0].grids
     out = {}
     for layer, grid in grids.items():
@@ -196,14 +200,16 @@ def tokens(dc, identities, n_train=400):
         for name, (images, masks, toks, latents) in sets.items():
             rgb, inside = _cells(images, masks, grid)
             pooled = F.adaptive_avg_pool2d(latents, grid).flatten(2).transpose(1, 2)
-            data[name] = (toks[layer][inside].numpy(), pooled[inside].numpy(), rgb[inside].numpy())
-        true = data["test"][2]
-        for k, what in ((0, "tokens"), (1, "latent")):
-            probe = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(data["train"][k], data["train"][2])
-            read = np.clip(probe.predict(data["test"][k]), 0, 1)
-            row[what] = {"R2": round(float(probe.score(data["test"][k], true)), 3),
+            data[name] = {"tokens": toks[layer][inside].numpy(), "latent": pooled[inside].numpy(),
+                          "colour": rgb[inside].numpy()}
+        train, test = data["train"], data["test"]
+        true = test["colour"]
+        for what in ("tokens", "latent"):
+            probe = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(train[what], train["colour"])
+            read = np.clip(probe.predict(test[what]), 0, 1)
+            row[what] = {"R2": round(float(probe.score(test[what], true)), 3),
                          "mean colour difference": round(float(np.linalg.norm(orc.lab(read) - orc.lab(true), axis=-1).mean()), 1)}
-        constant = np.broadcast_to(data["train"][2].mean(0), true.shape)
+        constant = np.broadcast_to(train["colour"].mean(0), true.shape)
         row["constant's colour difference"] = round(float(np.linalg.norm(orc.lab(constant) - orc.lab(true), axis=-1).mean()), 1)
         row["held-out cells"] = len(true)
         out[layer] = row
