@@ -3,13 +3,14 @@
 Scores colours the oracle's way (`oracle.colour_score`, the better body/pattern assignment for
 stripes and checks) from two readers: the oracle, and an ideal reader that takes the mean colour of
 the true body and pattern regions (the renderer's exact colours, eroded twice so outlines do not
-count). Five probes:
+count). Six probes:
 
     python scripts/colour_probe.py judge --backbone B    # oracle vs ideal reader: true scene, VAE, SDEdit
     python scripts/colour_probe.py scale --backbone B    # ideal reader vs subject scale 0.7 / 1.0 / 1.45
     python scripts/colour_probe.py freq --backbone B     # ideal reader vs pattern frequency x1 / x0.75 / x0.6
     python scripts/colour_probe.py blend --adapters A --ref-scales 1 3 6   # DreamCache's colours, see `blend`
     python scripts/colour_probe.py tokens                # does the cache carry colour? see `tokens`
+    python scripts/colour_probe.py x0 --adapters A       # does the denoiser know the colour at each t? see `x0`
 
 `judge` uses the benchmark scenes (6 prompts without recolour per identity); `scale` and `freq`
 draw patterned subjects on white, two placements each, with the matching caption; `blend` reads
@@ -24,16 +25,22 @@ from dataclasses import replace
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import DDPMScheduler
 
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.backbones import load_pipeline
 from dreamcache_lite.cache import cache_features
+from dreamcache_lite.datasets import CopyPairs
 from dreamcache_lite.encoders import encode_references
 from dreamcache_lite.images import signed_tensor
 from dreamcache_lite.lab import oracle as orc
 from dreamcache_lite.lab.evaluation import reference_image
 from dreamcache_lite.lab import toyworld as tw
+from dreamcache_lite.lab.pairs import ToyPairs
 from dreamcache_lite.pipeline import DreamCachePipeline
+from dreamcache_lite.training import encode_batch
+
+X0_TIMESTEPS = (100, 300, 500, 700, 850, 950)
 
 
 def region_mean(image, truth, colour):
@@ -216,18 +223,65 @@ def tokens(dc, identities, n_train=400):
     return out
 
 
+def _lab_pixels(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) CIELAB."""
+    return orc.lab(((images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy())
+
+
+@torch.no_grad()
+def x0(dc, size=32, seed=777):
+    """Does the denoiser know the subject's colour at each noise level? On `size` fresh training-world
+    pairs (describe_p 0: captions name no colour; a pair source seeded `seed`, which training, seeded 0,
+    never draws) and on their copy task (reference = target), each target is noised to t (same noise for
+    all three), the UNet predicts the clean latent with the pair's own reference, with none and with
+    another pair's, and the decoded prediction's mean CIELAB colour over the target's subject is
+    compared with the true scene's (mean colour difference; the score's 0 is 30). Without a reference
+    this says where in the schedule the noisy latent stops fixing the colour (the sampler's first
+    steps choose it); the rows with one say how much of it the adapters supply there. High t blurs
+    the prediction, so the subject's region also mixes with its neighbourhood: compare rows at the
+    same t, not a row with zero."""
+    pipe, adapters = dc.pipe, dc.adapters
+    schedule = DDPMScheduler.from_config(pipe.scheduler.config)
+    out = {}
+    pairs = ToyPairs(seed, describe_p=0.0)
+    for kind, source in (("pairs", pairs), ("copy", CopyPairs(pairs))):
+        batch = source.batch(0, size)
+        gen = torch.Generator().manual_seed(5)
+        text, target, cache = encode_batch(pipe, adapters, batch, batch["caption"], schedule, gen)
+        mask = batch["mask"][:, 0].numpy() > 0.5
+        true = _lab_pixels(batch["target"])
+        true_mean = np.stack([true[b][mask[b]].mean(0) for b in range(size)])
+        rows = {}
+        for t in X0_TIMESTEPS:
+            noise = torch.randn(target.shape, generator=gen)
+            steps = torch.full((size,), t)
+            noisy, alpha_bar = schedule.add_noise(target, noise, steps), schedule.alphas_cumprod[t]
+            row = {}
+            for name, refs in (("own", torch.arange(size)), ("none", torch.full((size,), -1)),
+                               ("shuffled", torch.roll(torch.arange(size), 1))):
+                with adapters.reference(cache, rows=refs):
+                    eps = pipe.unet(noisy, steps, encoder_hidden_states=text).sample
+                clean = (noisy - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+                read = _lab_pixels(pipe.vae.decode(clean / pipe.vae.config.scaling_factor).sample)
+                means = np.stack([read[b][mask[b]].mean(0) for b in range(size)])
+                row[name] = round(float(np.linalg.norm(means - true_mean, axis=-1).mean()), 1)
+            rows[f"t {t}"] = row
+        out[kind] = rows
+    return out | {"pairs per row": size}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("probe", choices=["judge", "scale", "freq", "blend", "tokens"])
+    parser.add_argument("probe", choices=["judge", "scale", "freq", "blend", "tokens", "x0"])
     parser.add_argument("--backbone", default="tiny")
     parser.add_argument("--strength", type=float, default=0.3)
     parser.add_argument("--identities", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--adapters", help="blend: the adapters file")
+    parser.add_argument("--adapters", help="blend, x0: the adapters file")
     parser.add_argument("--ref-scales", type=float, nargs="+", default=[1.0, 3.0, 6.0])
     args = parser.parse_args()
-    if args.probe == "blend" and not args.adapters:
-        parser.error("blend needs --adapters")
+    if args.probe in ("blend", "x0") and not args.adapters:
+        parser.error(f"{args.probe} needs --adapters")
     torch.set_num_threads(args.threads)
     pipe = load_pipeline(args.backbone)
     dc = DreamCachePipeline(pipe, DreamCacheAdapters.from_file(pipe.unet, args.adapters) if args.adapters else None)
@@ -236,6 +290,8 @@ def main():
         result = blend(dc, identities, args.ref_scales)
     elif args.probe == "tokens":
         result = tokens(dc, identities)
+    elif args.probe == "x0":
+        result = x0(dc)
     elif args.probe == "judge":
         result = judge(dc, identities, args.strength)
     elif args.probe == "scale":

@@ -1,6 +1,8 @@
 """Shared fixtures: a randomly initialised UNet of the embedded backbone's architecture (fast on CPU)."""
 
 import dataclasses
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +38,15 @@ def unet():
 @pytest.fixture
 def inputs():
     return unet_inputs()
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (the scripts folder is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def random_tiny_pipeline(seed: int = 0):

@@ -1,17 +1,8 @@
 """Issue 5: scripts/toy_bench.py turns per-method results into the committed table, CSV and figure."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("toy_bench", REPO / "scripts" / "toy_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def summary(method, subject, prompt):
@@ -24,7 +15,7 @@ def summary(method, subject, prompt):
 
 
 def test_report_writes_table_csv_and_figure(tmp_path):
-    bench = load_script()
+    bench = load_script("toy_bench")
     out = tmp_path / "figures" / "toy_bench"
     out.mkdir(parents=True)
     per_attribute = {"pattern": 0.5, "glyph": 0.75, "body_colour": None, "pattern_colour": 0.25}
