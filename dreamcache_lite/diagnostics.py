@@ -31,12 +31,22 @@ from .training import correspondence_answers, encode_batch, subject_share  # wha
 BANDS = ((0, 300), (300, 600), (600, 1000))
 
 
-def _encoded(pipe, adapters, source, size: int, seed: int):
+def encoded_pairs(pipe, adapters, source, size: int, seed: int):
+    """Batch 0 of `source` (`size` pairs) encoded as training encodes it, with the generator (seeded
+    `seed`) that drew the cache's noise, to draw the rest from: (noise schedule, generator, text,
+    target latents, cache, batch)."""
     noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)
     batch = source.batch(0, size)
     gen = torch.Generator().manual_seed(seed)
     text, target, cache = encode_batch(pipe, adapters, batch, batch["caption"], noise_schedule, gen)
     return noise_schedule, gen, text, target, cache, batch
+
+
+def reference_rows(size: int) -> tuple:
+    """(name, rows) for the three ways of running a batch: each sample with its own reference, with
+    none (-1), and with the next sample's (shuffled)."""
+    return (("own", torch.arange(size)), ("none", torch.full((size,), -1)),
+            ("shuffled", torch.roll(torch.arange(size), 1)))
 
 
 def _subject_weights(mask: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
@@ -49,7 +59,7 @@ def reference_gain(pipe, adapters: DreamCacheAdapters, source, size: int = 48, b
     """{"0-300": {"own", "none", "shuffled", "gain", "subject_gain"}, ...}: the loss with the own / no /
     another sample's reference and the gains (whole latent; subject pixels only), per timestep band;
     same batch and noise for all three."""
-    noise_schedule, gen, text, target, cache, batch = _encoded(pipe, adapters, source, size, seed)
+    noise_schedule, gen, text, target, cache, batch = encoded_pairs(pipe, adapters, source, size, seed)
     weights = _subject_weights(batch["mask"], target)
     out = {}
     for lo, hi in bands:
@@ -57,8 +67,7 @@ def reference_gain(pipe, adapters: DreamCacheAdapters, source, size: int = 48, b
         t = torch.randint(lo, hi, (size,), generator=gen).to(target.device)
         noisy = noise_schedule.add_noise(target, noise, t)
         losses, subject = {}, {}
-        for name, rows in (("own", torch.arange(size)), ("none", torch.full((size,), -1)),
-                           ("shuffled", torch.roll(torch.arange(size), 1))):
+        for name, rows in reference_rows(size):
             with adapters.reference(cache, rows=rows):
                 squared = (pipe.unet(noisy, t, encoder_hidden_states=text).sample - noise) ** 2
             losses[name] = squared.mean().item()
@@ -70,7 +79,7 @@ def reference_gain(pipe, adapters: DreamCacheAdapters, source, size: int = 48, b
 
 def _attention_maps(pipe, adapters, source, size: int, timestep: int, seed: int):
     """Each adapter's head-averaged attention on `size` pairs noised to `timestep`, with the cache and batch."""
-    noise_schedule, gen, text, target, cache, batch = _encoded(pipe, adapters, source, size, seed)
+    noise_schedule, gen, text, target, cache, batch = encoded_pairs(pipe, adapters, source, size, seed)
     noise = torch.randn(target.shape, generator=gen).to(target.device)
     t = torch.full((size,), timestep, device=target.device)
     with adapters.reference(cache):

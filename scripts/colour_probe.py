@@ -25,12 +25,12 @@ from dataclasses import replace
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
 
 from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.backbones import load_pipeline
 from dreamcache_lite.cache import cache_features
 from dreamcache_lite.datasets import CopyPairs
+from dreamcache_lite.diagnostics import encoded_pairs, reference_rows
 from dreamcache_lite.encoders import encode_references
 from dreamcache_lite.images import signed_tensor
 from dreamcache_lite.lab import oracle as orc
@@ -38,7 +38,6 @@ from dreamcache_lite.lab.evaluation import reference_image
 from dreamcache_lite.lab import toyworld as tw
 from dreamcache_lite.lab.pairs import ToyPairs
 from dreamcache_lite.pipeline import DreamCachePipeline
-from dreamcache_lite.training import encode_batch
 
 X0_TIMESTEPS = (100, 300, 500, 700, 850, 950)
 
@@ -215,17 +214,23 @@ def tokens(dc, identities, n_train=400):
             probe = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(train[what], train["colour"])
             read = np.clip(probe.predict(test[what]), 0, 1)
             row[what] = {"R2": round(float(probe.score(test[what], true)), 3),
-                         "mean colour difference": round(float(np.linalg.norm(orc.lab(read) - orc.lab(true), axis=-1).mean()), 1)}
+                         "mean colour difference": _mean_difference(orc.lab(read), orc.lab(true))}
         constant = np.broadcast_to(train["colour"].mean(0), true.shape)
-        row["constant's colour difference"] = round(float(np.linalg.norm(orc.lab(constant) - orc.lab(true), axis=-1).mean()), 1)
+        row["constant's colour difference"] = _mean_difference(orc.lab(constant), orc.lab(true))
         row["held-out cells"] = len(true)
         out[layer] = row
     return out
 
 
-def _lab_pixels(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) CIELAB."""
-    return orc.lab(((images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy())
+def _mean_difference(lab_a, lab_b) -> float:
+    """The mean CIELAB colour difference between two arrays of colours (..., 3), to 0.1."""
+    return round(float(np.linalg.norm(lab_a - lab_b, axis=-1).mean()), 1)
+
+
+def _subject_colours(images: torch.Tensor, mask: np.ndarray) -> np.ndarray:
+    """(B, 3): each image's mean CIELAB colour over its subject; images (B, 3, H, W) in [-1, 1]."""
+    lab = orc.lab(((images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy())
+    return np.stack([pixels[inside].mean(0) for pixels, inside in zip(lab, mask)])
 
 
 @torch.no_grad()
@@ -241,30 +246,24 @@ def x0(dc, size=32, seed=777):
     the prediction, so the subject's region also mixes with its neighbourhood: compare rows at the
     same t, not a row with zero."""
     pipe, adapters = dc.pipe, dc.adapters
-    schedule = DDPMScheduler.from_config(pipe.scheduler.config)
     out = {}
     pairs = ToyPairs(seed, describe_p=0.0)
     for kind, source in (("pairs", pairs), ("copy", CopyPairs(pairs))):
-        batch = source.batch(0, size)
-        gen = torch.Generator().manual_seed(5)
-        text, target, cache = encode_batch(pipe, adapters, batch, batch["caption"], schedule, gen)
+        schedule, gen, text, target, cache, batch = encoded_pairs(pipe, adapters, source, size, seed=5)
         mask = batch["mask"][:, 0].numpy() > 0.5
-        true = _lab_pixels(batch["target"])
-        true_mean = np.stack([true[b][mask[b]].mean(0) for b in range(size)])
+        true = _subject_colours(batch["target"], mask)
         rows = {}
         for t in X0_TIMESTEPS:
             noise = torch.randn(target.shape, generator=gen)
             steps = torch.full((size,), t)
             noisy, alpha_bar = schedule.add_noise(target, noise, steps), schedule.alphas_cumprod[t]
             row = {}
-            for name, refs in (("own", torch.arange(size)), ("none", torch.full((size,), -1)),
-                               ("shuffled", torch.roll(torch.arange(size), 1))):
+            for name, refs in reference_rows(size):
                 with adapters.reference(cache, rows=refs):
                     eps = pipe.unet(noisy, steps, encoder_hidden_states=text).sample
                 clean = (noisy - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
-                read = _lab_pixels(pipe.vae.decode(clean / pipe.vae.config.scaling_factor).sample)
-                means = np.stack([read[b][mask[b]].mean(0) for b in range(size)])
-                row[name] = round(float(np.linalg.norm(means - true_mean, axis=-1).mean()), 1)
+                read = pipe.vae.decode(clean / pipe.vae.config.scaling_factor).sample
+                row[name] = _mean_difference(_subject_colours(read, mask), true)
             rows[f"t {t}"] = row
         out[kind] = rows
     return out | {"pairs per row": size}
