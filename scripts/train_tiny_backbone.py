@@ -1,13 +1,16 @@
 """Retrain the embedded tiny backbone from scratch (resumes from runs/ checkpoints if present).
 
-    python scripts/train_tiny_backbone.py            # ~3 h on 2 CPU cores
+    python scripts/train_tiny_backbone.py            # the defaults: backbone v1's UNet and schedule
     python scripts/train_tiny_backbone.py --device cuda --workers 12   # a GPU: the UNet at ~12 steps/s (H200)
     python scripts/train_tiny_backbone.py --export dreamcache_lite/assets/tiny-backbone
     python scripts/train_tiny_backbone.py --init-from OLD_BACKBONE --vae-steps 0 --decoder-steps 0 ...
         # continue from another backbone (keeping its VAE): how v2 was made from v1, see its manifest
 
 The exported folder is a plain diffusers pipeline plus `manifest.json` (command, config, steps,
-wall time, sha256 of every file).
+training time, sha256 of every file). Each stage's checkpoints keep its training seconds, so the
+time adds up over interruptions and resumes (`wall_seconds`: the sum). Per step on 2 CPU threads,
+measured: the VAE on 32-pixel crops 0.34 s, a 64/128/128 UNet with EMA 1.19 s (batch 32 both), the
+decoder at batch 16 0.45 s.
 """
 
 import argparse
@@ -32,7 +35,7 @@ def main():
     if export:
         write_manifest(export, command="python " + " ".join(sys.argv), config=dataclasses.asdict(cfg),
                        wall_seconds=round(seconds, 1), vae_psnr_db=psnr, world_version=WORLD_VERSION)
-    print(f"done in {seconds / 60:.1f} min; VAE reconstruction PSNR {psnr} dB")
+    print(f"done: {seconds / 60:.1f} min of training in all (over resumes); VAE reconstruction PSNR {psnr} dB")
 
 
 if __name__ == "__main__":

@@ -93,12 +93,30 @@ def _batches(cfg: BackboneConfig, seed: int, n: int, start: int, stop: int, desc
         yield step, images.to(cfg.device), captions
 
 
-def _resume(root: Path, models: dict, optimizer, log: Path | None = None) -> int:
+def _resume(root: Path, models: dict, optimizer, log: Path | None = None) -> tuple[int, float]:
+    """The step to go on from and when the stage's clock started: `time.time()` minus the training
+    seconds its checkpoints already hold, so a resumed stage keeps counting where it stopped."""
     checkpoints = list_checkpoints(root)
-    step = load_checkpoint(checkpoints[-1], models, optimizer)["step"] if checkpoints else 0
+    state = load_checkpoint(checkpoints[-1], models, optimizer) if checkpoints else {"step": 0}
     if log is not None:
-        truncate_log(log, step)
-    return step
+        truncate_log(log, state["step"])
+    return state["step"], time.time() - state.get("seconds", 0.0)
+
+
+def _progress(loss: torch.Tensor, started: float) -> dict:
+    """A checkpoint's state: the last loss and the stage's training seconds so far."""
+    return {"loss": loss.item(), "seconds": round(time.time() - started, 3)}
+
+
+def training_seconds(out) -> float:
+    """Training seconds of every stage that `out` holds checkpoints of, summed over resumes (the work
+    done after a stage's last checkpoint and then lost to an interruption is not counted)."""
+    total = 0.0
+    for stage in ("vae", "unet", "decoder"):
+        checkpoints = list_checkpoints(Path(out) / stage)
+        if checkpoints:
+            total += json.loads((checkpoints[-1] / "state.json").read_text()).get("seconds", 0.0)
+    return total
 
 
 def train_vae(cfg: BackboneConfig):
@@ -109,7 +127,7 @@ def train_vae(cfg: BackboneConfig):
     vae = vae.to(cfg.device)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
     root = Path(cfg.out) / "vae"
-    start = _resume(root, {"vae": vae}, opt)
+    start, started = _resume(root, {"vae": vae}, opt)
     for step, images, _ in _batches(cfg, cfg.seed, cfg.vae_batch, start, cfg.vae_steps, "vae"):
         for group in opt.param_groups:
             group["lr"] = decayed_learning_rate(cfg.vae_lr, step, cfg.vae_steps, int(0.75 * cfg.vae_steps))
@@ -122,7 +140,7 @@ def train_vae(cfg: BackboneConfig):
         loss.backward()
         opt.step()
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.vae_steps:
-            save_checkpoint(root, step + 1, {"vae": vae}, opt, {"loss": loss.item()}, keep=cfg.keep_checkpoints)
+            save_checkpoint(root, step + 1, {"vae": vae}, opt, _progress(loss, started), keep=cfg.keep_checkpoints)
     vae.eval().requires_grad_(False)
     with torch.no_grad():
         latents = vae.encode(signed_tensor(batch_images(cfg.seed + 1, 0, 256)[0]).to(cfg.device)).latent_dist.mean
@@ -142,7 +160,7 @@ def train_unet(cfg: BackboneConfig, vae):
     if cfg.ema_decay > 0:
         models["ema_unet"] = ema = copy.deepcopy(unet).requires_grad_(False)
     root = Path(cfg.out) / "unet"
-    start = _resume(root, models, opt, log=Path(cfg.out) / "unet_loss.jsonl")
+    start, started = _resume(root, models, opt, log=Path(cfg.out) / "unet_loss.jsonl")
     log = open(Path(cfg.out) / "unet_loss.jsonl", "a")
     for step, images, captions in _batches(cfg, cfg.seed, cfg.unet_batch, start, cfg.unet_steps, "unet"):
         for group in opt.param_groups:
@@ -170,7 +188,7 @@ def train_unet(cfg: BackboneConfig, vae):
         log.write(json.dumps({"step": step + 1, "loss": loss.item()}) + "\n")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.unet_steps:
             log.flush()
-            save_checkpoint(root, step + 1, models, opt, {"loss": loss.item()}, keep=cfg.keep_checkpoints)
+            save_checkpoint(root, step + 1, models, opt, _progress(loss, started), keep=cfg.keep_checkpoints)
     log.close()
     final = models.get("ema_unet", unet)
     return assemble_pipeline(vae, text_encoder.eval(), tokenizer, final.eval(), cfg.snr_shift)
@@ -203,7 +221,7 @@ def finetune_decoder(cfg: BackboneConfig, vae):
     decoder.train().requires_grad_(True)
     opt = torch.optim.AdamW(decoder.parameters(), lr=cfg.decoder_lr)
     root = Path(cfg.out) / "decoder"
-    start = _resume(root, {"decoder": decoder}, opt)
+    start, started = _resume(root, {"decoder": decoder}, opt)
     for step, x, _ in _batches(cfg, cfg.seed + 2, cfg.decoder_batch, start, cfg.decoder_steps, "decoder"):
         with torch.no_grad():
             latents = vae.encode(x).latent_dist.sample(generator=_step_generator(cfg.seed, step))
@@ -213,7 +231,7 @@ def finetune_decoder(cfg: BackboneConfig, vae):
         loss.backward()
         opt.step()
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.decoder_steps:
-            save_checkpoint(root, step + 1, {"decoder": decoder}, opt, {"loss": loss.item()},
+            save_checkpoint(root, step + 1, {"decoder": decoder}, opt, _progress(loss, started),
                             keep=cfg.keep_checkpoints)
     decoder.eval().requires_grad_(False)
     return vae
@@ -257,14 +275,14 @@ def _check_finite(loss: torch.Tensor, step: int) -> None:
 
 
 def train_backbone(cfg: BackboneConfig, export_to: str | None = None):
-    """Both stages, then (optionally) save the pipeline folder with a manifest."""
+    """The three stages, then (optionally) save the pipeline folder. Returns the pipeline and its
+    training seconds over every resume (`training_seconds`)."""
     torch.set_num_threads(cfg.threads)
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     (Path(cfg.out) / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    start = time.time()
     vae = train_vae(cfg)
     pipe = train_unet(cfg, vae)
     finetune_decoder(cfg, vae)  # the pipeline holds this very VAE
     if export_to:
         pipe.save_pretrained(export_to)
-    return pipe, time.time() - start
+    return pipe, training_seconds(cfg.out)

@@ -12,13 +12,15 @@ from dreamcache_lite.lab.train_backbone import (BackboneConfig, decayed_learning
 def test_three_stages_run_checkpoint_and_resume(tmp_path):
     cfg = BackboneConfig(out=str(tmp_path), vae_steps=2, vae_batch=2, vae_crop=32, unet_steps=2, unet_batch=2,
                          unet_decay_from=1, decoder_steps=2, decoder_batch=2, checkpoint_every=1, threads=1)
-    pipe, _ = train_backbone(cfg, export_to=str(tmp_path / "export"))
+    pipe, seconds = train_backbone(cfg, export_to=str(tmp_path / "export"))
+    assert seconds > 0
     assert (tmp_path / "export" / "unet" / "config.json").is_file()
     assert 0 < reconstruction_psnr(pipe.vae, n=4) < 60
     for stage in ("vae", "unet", "decoder"):
         assert [p.name for p in list_checkpoints(tmp_path / stage)] == ["step-000001", "step-000002"]
     encoder = {k: v.clone() for k, v in pipe.vae.encoder.state_dict().items()}
-    again, _ = train_backbone(cfg)  # everything done: resumes at the end of each stage, trains nothing
+    again, seconds_again = train_backbone(cfg)  # everything done: resumes at the end of each stage, trains nothing
+    assert seconds_again == seconds  # the run's training time, read from its checkpoints, not this call's
     assert all(torch.equal(v, again.vae.encoder.state_dict()[k]) for k, v in encoder.items())
     assert all(torch.equal(v, again.unet.state_dict()[k]) for k, v in pipe.unet.state_dict().items())
 
@@ -51,9 +53,10 @@ def test_wider_unet_with_ema_exports_the_average_and_resumes_exactly(tmp_path):
     trained = load_file(str(list_checkpoints(tmp_path / "a" / "unet")[-1] / "unet.safetensors"))
     ema = straight.unet.state_dict()
     assert any(not torch.equal(ema[k], v) for k, v in trained.items())   # the average, not the last step
-    train_backbone(BackboneConfig(out=str(tmp_path / "b"), unet_steps=2, **small))
-    resumed, _ = train_backbone(BackboneConfig(out=str(tmp_path / "b"), unet_steps=3, **small))
+    _, interrupted = train_backbone(BackboneConfig(out=str(tmp_path / "b"), unet_steps=2, **small))
+    resumed, seconds = train_backbone(BackboneConfig(out=str(tmp_path / "b"), unet_steps=3, **small))
     assert all(torch.equal(v, resumed.unet.state_dict()[k]) for k, v in ema.items())
+    assert seconds > interrupted  # the clock goes on from the checkpoint's seconds
 
 
 def test_update_ema_moves_towards_the_model():
