@@ -233,8 +233,12 @@ def _subject_colours(images: torch.Tensor, mask: np.ndarray) -> np.ndarray:
     return np.stack([pixels[inside].mean(0) for pixels, inside in zip(lab, mask)])
 
 
+def _decode(pipe, latent: torch.Tensor) -> torch.Tensor:
+    return pipe.vae.decode(latent / pipe.vae.config.scaling_factor).sample
+
+
 @torch.no_grad()
-def x0(dc, size=32, seed=777):
+def x0(dc, ref_scales=(), size=32, seed=777):
     """Does the denoiser know the subject's colour at each noise level? On `size` fresh training-world
     pairs (describe_p 0: captions name no colour; a pair source seeded `seed`, which training, seeded 0,
     never draws) and on their copy task (reference = target), each target is noised to t (same noise for
@@ -244,7 +248,8 @@ def x0(dc, size=32, seed=777):
     this says where in the schedule the noisy latent stops fixing the colour (the sampler's first
     steps choose it); the rows with one say how much of it the adapters supply there. High t blurs
     the prediction, so the subject's region also mixes with its neighbourhood: compare rows at the
-    same t, not a row with zero."""
+    same t, not a row with zero. Each of `ref_scales` adds a row "own, s_ref S": none + S (own - none),
+    the prediction that reference guidance at S samples from (text guidance aside)."""
     pipe, adapters = dc.pipe, dc.adapters
     out = {}
     pairs = ToyPairs(seed, describe_p=0.0)
@@ -257,14 +262,15 @@ def x0(dc, size=32, seed=777):
             noise = torch.randn(target.shape, generator=gen)
             steps = torch.full((size,), t)
             noisy, alpha_bar = schedule.add_noise(target, noise, steps), schedule.alphas_cumprod[t]
-            row = {}
+            clean = {}
             for name, refs in reference_rows(size):
                 with adapters.reference(cache, rows=refs):
                     eps = pipe.unet(noisy, steps, encoder_hidden_states=text).sample
-                clean = (noisy - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
-                read = pipe.vae.decode(clean / pipe.vae.config.scaling_factor).sample
-                row[name] = _mean_difference(_subject_colours(read, mask), true)
-            rows[f"t {t}"] = row
+                clean[name] = (noisy - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+            for scale in ref_scales:  # the sampler's reference guidance, linear in eps and so in the clean latent
+                clean[f"own, s_ref {scale:g}"] = clean["none"] + scale * (clean["own"] - clean["none"])
+            rows[f"t {t}"] = {name: _mean_difference(_subject_colours(_decode(pipe, latent), mask), true)
+                              for name, latent in clean.items()}
         out[kind] = rows
     return out | {"pairs per row": size}
 
@@ -277,7 +283,8 @@ def main():
     parser.add_argument("--identities", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--adapters", help="blend, x0: the adapters file")
-    parser.add_argument("--ref-scales", type=float, nargs="+", default=[1.0, 3.0, 6.0])
+    parser.add_argument("--ref-scales", type=float, nargs="+", default=[1.0, 3.0, 6.0],
+                        help="blend: the reference scales to sample at; x0: guided rows besides own / none / shuffled")
     args = parser.parse_args()
     if args.probe in ("blend", "x0") and not args.adapters:
         parser.error(f"{args.probe} needs --adapters")
@@ -290,7 +297,7 @@ def main():
     elif args.probe == "tokens":
         result = tokens(dc, identities)
     elif args.probe == "x0":
-        result = x0(dc)
+        result = x0(dc, args.ref_scales)
     elif args.probe == "judge":
         result = judge(dc, identities, args.strength)
     elif args.probe == "scale":

@@ -7,11 +7,11 @@ from dreamcache_lite.adapters import DreamCacheAdapters
 from dreamcache_lite.pipeline import DreamCachePipeline
 
 
-def probe(init: str) -> dict:
+def probe(init: str, ref_scales=()) -> dict:
     pipe = random_tiny_pipeline()
     torch.manual_seed(0)
     dc = DreamCachePipeline(pipe, DreamCacheAdapters(pipe.unet, init=init))
-    return load_script("colour_probe").x0(dc, size=2)
+    return load_script("colour_probe").x0(dc, ref_scales, size=2)
 
 
 def test_x0_identity_adapters_change_nothing():
@@ -27,6 +27,9 @@ def test_x0_identity_adapters_change_nothing():
 
 
 def test_x0_reference_rows_differ_when_adapters_act():
-    out = probe("paper")  # random adapters: the reference changes the prediction
+    out = probe("paper", ref_scales=(1.0, 3.0))  # random adapters: the reference changes the prediction
     assert any(row["own"] != row["none"] for row in out["copy"].values())
+    for row in out["copy"].values():  # guidance at 1 is the own row; at 3 it goes on past it
+        assert row["own, s_ref 1"] == row["own"]
+    assert any(row["own, s_ref 3"] != row["own"] for row in out["copy"].values())
     assert [row["none"] for row in out["pairs"].values()] == [row["none"] for row in out["copy"].values()]
