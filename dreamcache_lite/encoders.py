@@ -29,11 +29,15 @@ def encode_images(pipe, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def decode_tensors(pipe, latents: torch.Tensor) -> torch.Tensor:
+    """Scaled latents -> images (N, 3, H, W), about [-1, 1] (not clamped)."""
+    vae = pipe.vae
+    return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+
+
 def decode(pipe, latents: torch.Tensor) -> list:
     """Scaled latents -> PIL images."""
-    vae = pipe.vae
-    images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
-    return pipe.image_processor.postprocess(images, output_type="pil")
+    return pipe.image_processor.postprocess(decode_tensors(pipe, latents), output_type="pil")
 
 
 def resolution(pipe) -> int:

@@ -31,7 +31,7 @@ from dreamcache_lite.backbones import load_pipeline
 from dreamcache_lite.cache import cache_features
 from dreamcache_lite.datasets import CopyPairs
 from dreamcache_lite.diagnostics import encoded_pairs, reference_rows
-from dreamcache_lite.encoders import encode_references
+from dreamcache_lite.encoders import decode_tensors, encode_references
 from dreamcache_lite.images import signed_tensor
 from dreamcache_lite.lab import oracle as orc
 from dreamcache_lite.lab.evaluation import reference_image
@@ -233,10 +233,6 @@ def _subject_colours(images: torch.Tensor, mask: np.ndarray) -> np.ndarray:
     return np.stack([pixels[inside].mean(0) for pixels, inside in zip(lab, mask)])
 
 
-def _decode(pipe, latent: torch.Tensor) -> torch.Tensor:
-    return pipe.vae.decode(latent / pipe.vae.config.scaling_factor).sample
-
-
 @torch.no_grad()
 def x0(dc, ref_scales=(), size=32, seed=777):
     """Does the denoiser know the subject's colour at each noise level? On `size` fresh training-world
@@ -269,7 +265,7 @@ def x0(dc, ref_scales=(), size=32, seed=777):
                 clean[name] = (noisy - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
             for scale in ref_scales:  # the sampler's reference guidance, linear in eps and so in the clean latent
                 clean[f"own, s_ref {scale:g}"] = clean["none"] + scale * (clean["own"] - clean["none"])
-            rows[f"t {t}"] = {name: _mean_difference(_subject_colours(_decode(pipe, latent), mask), true)
+            rows[f"t {t}"] = {name: _mean_difference(_subject_colours(decode_tensors(pipe, latent), mask), true)
                               for name, latent in clean.items()}
         out[kind] = rows
     return out | {"pairs per row": size}

@@ -115,7 +115,7 @@ def training_seconds(out) -> float:
     for stage in ("vae", "unet", "decoder"):
         checkpoints = list_checkpoints(Path(out) / stage)
         if checkpoints:
-            total += json.loads((checkpoints[-1] / "state.json").read_text()).get("seconds", 0.0)
+            total += load_checkpoint(checkpoints[-1], {}).get("seconds", 0.0)  # no models: the state only
     return total
 
 
