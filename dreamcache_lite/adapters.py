@@ -21,7 +21,7 @@ learned relative-position bias per head, `-w * |p_query - p_token|^2` with cell 
 unit square (`w = exp(log_w)`, starting at POSITION_WEIGHT), so each query starts out leaning towards
 the reference's tokens at its own place and training decides how much (w -> 0: the paper's
 attention). It exists because content alone did not let the adapters find their own tokens even
-when the reference was the target itself (the copy task in the README's measurements).
+when the reference was the target itself (the copy task in figures/README.md).
 
 `coarse_to_fine=S` (another option of this package, off by default) lets each adapter narrow its
 search with the attention of the adapter one octave coarser that ran before it in the same UNet call

@@ -182,7 +182,7 @@ def correspondence_loss(adapters: DreamCacheAdapters, correspondence: torch.Tens
     A laboratory option, not the paper's loss: the toy world knows where every target pixel lies in its
     moved, rescaled reference. The frozen tiny UNet's features carry that correspondence (attention
     trained on it finds the true cell or a neighbour for 0.54-0.99 of subject cells, by layer), but the
-    denoising loss alone does not teach it (scripts/correspondence_probe.py; README).
+    denoising loss alone does not teach it (scripts/correspondence_probe.py; figures/README.md).
     `colour` > 0: every shown reference cell whose mean colour lies within this distance (images in
     [-1, 1], Euclidean over RGB) of the target cell's also counts as right (-log of the attention
     on all of them): reading any cell of the same colour gives the colour, not only the same place."""
