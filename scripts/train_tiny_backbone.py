@@ -1,6 +1,6 @@
 """Retrain the embedded tiny backbone from scratch (resumes from runs/ checkpoints if present).
 
-    python scripts/train_tiny_backbone.py            # the defaults: backbone v1's UNet and schedule
+    python scripts/train_tiny_backbone.py            # the defaults: v2's UNet width on SD's schedule (no shift)
     python scripts/train_tiny_backbone.py --device cuda --workers 12   # a GPU: the UNet at ~12 steps/s (H200)
     python scripts/train_tiny_backbone.py --export dreamcache_lite/assets/tiny-backbone
     python scripts/train_tiny_backbone.py --init-from OLD_BACKBONE --vae-steps 0 --decoder-steps 0 ...
@@ -9,8 +9,9 @@
 The exported folder is a plain diffusers pipeline plus `manifest.json` (command, config, steps,
 training time, sha256 of every file). Each stage's checkpoints keep its training seconds, so the
 time adds up over interruptions and resumes (`wall_seconds`: the sum). Per step on 2 CPU threads,
-measured: the VAE on 32-pixel crops 0.34 s, a 64/128/128 UNet with EMA 1.19 s (batch 32 both), the
-decoder at batch 16 0.45 s.
+measured: the VAE on 32-pixel crops 0.34 s, a 64/128/128 UNet with EMA 1.17-1.19 s (batch 32 both),
+the decoder at batch 16 0.45 s. A from-scratch run sized for 3 h at these costs (2.84 h) came out
+short of the shipped v2, mainly on the VAE and on text following: figures/README.md, section 1.
 """
 
 import argparse
